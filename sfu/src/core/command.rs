@@ -1,0 +1,177 @@
+//! Values exchanged between signalling, the room directory and the shards.
+//!
+//! Three lanes, each with its own type:
+//! - [`ShardCommand`]: control plane → shard. Never dropped (unbounded, low rate).
+//! - [`ShardEvent`]: shard → control plane. Never dropped (low rate).
+//! - [`MediaMsg`]: shard → shard. Bounded; dropped and counted when full,
+//!   because a late media packet is worth less than a stalled shard.
+//!
+//! [`ClientEvent`]s go to the signalling connection of one participant.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::format::Codec;
+use str0m::rtp::ExtensionValues;
+
+use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
+
+/// What a participant is allowed to do, from its access token's grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permissions {
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+}
+
+/// A request to join a room; signalling builds it from a verified token.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub room: Arc<str>,
+    pub identity: Arc<str>,
+    pub permissions: Permissions,
+}
+
+/// Signalling messages from a client that its shard handles.
+#[derive(Debug, Clone)]
+pub enum Signal {
+    /// SDP offer from the client, with the source of each track it sends (by mid).
+    Offer { sdp: String, sources: Vec<(String, TrackSource)> },
+    /// SDP answer to an offer the server made.
+    Answer { sdp: String },
+    /// A trickled ICE candidate (`candidate:...` line).
+    Candidate { candidate: String },
+    /// The client muted or unmuted the track it sends on `mid`.
+    Mute { mid: String, muted: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrackInfo {
+    pub track: TrackId,
+    pub participant: ParticipantId,
+    pub identity: Arc<str>,
+    pub kind: TrackKind,
+    pub source: TrackSource,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ParticipantInfo {
+    pub participant: ParticipantId,
+    pub identity: Arc<str>,
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// Which remote participant's track a receiving m-line (mid) carries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MidInfo {
+    pub mid: String,
+    pub identity: Arc<str>,
+    pub source: TrackSource,
+    pub kind: TrackKind,
+}
+
+/// Events for one participant's signalling connection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientEvent {
+    Answer { sdp: String },
+    /// A server-made offer; `mids` tells which participant each new m-line carries.
+    Offer { sdp: String, mids: Vec<MidInfo> },
+    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantLeft { participant: ParticipantId, identity: Arc<str> },
+    TrackPublished { track: TrackInfo },
+    TrackUnpublished { track: TrackId, participant: ParticipantId, identity: Arc<str> },
+    TrackMuted { track: TrackId, identity: Arc<str>, muted: bool },
+    /// Something the client sent was refused; the session goes on.
+    Error { code: ErrorCode, message: String },
+    /// The server ended this participant's session (it should close its socket).
+    Closed { code: ErrorCode, message: String },
+}
+
+/// Stable error codes; clients and tests match on them, so never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadSdp,
+    UnsupportedCodec,
+    BadCandidate,
+    NotAllowed,
+    /// Another connection joined with the same identity and room.
+    Replaced,
+    /// The peer's ICE/DTLS connection failed or timed out.
+    ConnectionLost,
+    ServerShutdown,
+    /// The client fell behind reading its signalling events.
+    SlowConsumer,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadSdp => "bad_sdp",
+            ErrorCode::UnsupportedCodec => "unsupported_codec",
+            ErrorCode::BadCandidate => "bad_candidate",
+            ErrorCode::NotAllowed => "not_allowed",
+            ErrorCode::Replaced => "replaced",
+            ErrorCode::ConnectionLost => "connection_lost",
+            ErrorCode::ServerShutdown => "server_shutdown",
+            ErrorCode::SlowConsumer => "slow_consumer",
+        }
+    }
+}
+
+/// Control plane → shard.
+#[derive(Debug)]
+pub enum ShardCommand {
+    AddParticipant { participant: ParticipantId, request: JoinRequest },
+    RemoveParticipant { participant: ParticipantId },
+    Signal { participant: ParticipantId, signal: Signal },
+    /// Start sending `track` to `subscriber` (a participant of this shard).
+    Subscribe { subscriber: ParticipantId, track: TrackInfo, publisher_shard: ShardId },
+    /// Stop sending `track` to `subscriber`; its downstream slot stays for a rejoin.
+    Unsubscribe { subscriber: ParticipantId, track: TrackId },
+    /// On the publisher's shard: the other shards with subscribers of `track`.
+    SetRemoteShards { track: TrackId, shards: Vec<ShardId> },
+    Shutdown,
+}
+
+/// Shard → control plane.
+#[derive(Debug, Clone)]
+pub enum ShardEvent {
+    TrackPublished { track: TrackInfo },
+    TrackUnpublished { participant: ParticipantId, track: TrackId },
+    TrackMuted { participant: ParticipantId, track: TrackId, muted: bool },
+    /// The participant's connection is gone (ICE timeout, DTLS close, error).
+    ParticipantGone { participant: ParticipantId },
+}
+
+/// One received RTP packet, shared (not copied) by every subscriber leg.
+#[derive(Debug)]
+pub struct MediaPacket {
+    pub track: TrackId,
+    pub codec: Codec,
+    pub seq_no: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub ext_vals: ExtensionValues,
+    pub payload: Arc<[u8]>,
+    pub arrival: Instant,
+}
+
+/// A data channel message relayed to a room, already tagged with its sender.
+#[derive(Debug)]
+pub struct RoomData {
+    pub room: Arc<str>,
+    pub from: ParticipantId,
+    pub binary: bool,
+    pub payload: Arc<[u8]>,
+}
+
+/// Shard → shard.
+#[derive(Debug)]
+pub enum MediaMsg {
+    Rtp(Arc<MediaPacket>),
+    /// A subscriber on the sending shard asked for a keyframe of `track`.
+    KeyframeRequest { track: TrackId },
+    Data(Arc<RoomData>),
+}

@@ -1,0 +1,108 @@
+//! Per-subscriber RTP rewrite: sequence numbers and timestamps stay
+//! continuous on a downstream leg even when its source changes (a publisher
+//! leaves and rejoins, or a later layer/source switch).
+
+use std::time::Instant;
+
+/// Rewrites one source's (extended seq, RTP timestamp) into the leg's space.
+#[derive(Debug)]
+pub struct Forwarder {
+    /// Added (wrapping) to the source's extended sequence number.
+    seq_offset: u64,
+    /// Added (wrapping) to the source's RTP timestamp.
+    ts_offset: u32,
+    /// The source the offsets were computed for; `None` before the first packet.
+    source: Option<u64>,
+    /// Source seq of the first packet after the last switch; older ones are
+    /// late packets of the previous source's space and must not be sent.
+    first_in_seq: u64,
+    last_out_seq: u64,
+    last_out_ts: u32,
+    last_out_at: Option<Instant>,
+    clock_rate: u32,
+}
+
+/// Outgoing sequence numbers start low so the SRTP rollover counter starts
+/// at 0 on the receiver without any out-of-band signalling (RFC 3711 3.3.1).
+const FIRST_SEQ: u64 = 1000;
+
+impl Forwarder {
+    pub fn new(clock_rate: u32) -> Self {
+        Forwarder {
+            seq_offset: 0,
+            ts_offset: 0,
+            source: None,
+            first_in_seq: 0,
+            last_out_seq: FIRST_SEQ - 1,
+            last_out_ts: 0,
+            last_out_at: None,
+            clock_rate,
+        }
+    }
+
+    /// Maps a packet from `source` (any id that changes when the stream is
+    /// replaced) to the outgoing (extended seq, timestamp), or `None` to drop it.
+    pub fn rewrite(&mut self, source: u64, seq: u64, ts: u32, now: Instant) -> Option<(u64, u32)> {
+        if self.source != Some(source) {
+            self.switch_to(source, seq, ts, now);
+        } else if seq < self.first_in_seq {
+            return None;
+        }
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        let out_ts = ts.wrapping_add(self.ts_offset);
+        if out_seq > self.last_out_seq {
+            self.last_out_seq = out_seq;
+            self.last_out_ts = out_ts;
+            self.last_out_at = Some(now);
+        }
+        Some((out_seq, out_ts))
+    }
+
+    fn switch_to(&mut self, source: u64, seq: u64, ts: u32, now: Instant) {
+        let next_seq = self.last_out_seq + 1;
+        // Advance the timestamp by the wall time since the last packet sent,
+        // so a receiver's jitter buffer sees time move on, never backwards.
+        let next_ts = match self.last_out_at {
+            Some(at) => {
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = (elapsed.as_micros() as u64 * self.clock_rate as u64 / 1_000_000).max(1);
+                self.last_out_ts.wrapping_add(ticks as u32)
+            }
+            None => ts,
+        };
+        self.seq_offset = next_seq.wrapping_sub(seq);
+        self.ts_offset = next_ts.wrapping_sub(ts);
+        self.source = Some(source);
+        self.first_in_seq = seq;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn continuous_across_source_switch() {
+        let t0 = Instant::now();
+        let mut f = Forwarder::new(90_000);
+        assert_eq!(f.rewrite(1, 5000, 10, t0), Some((1000, 10)));
+        assert_eq!(f.rewrite(1, 5001, 3010, t0), Some((1001, 3010)));
+        // New source with unrelated numbering, 100 ms later.
+        let t1 = t0 + Duration::from_millis(100);
+        assert_eq!(f.rewrite(2, 70_000, 999_999, t1), Some((1002, 3010 + 9000)));
+        assert_eq!(f.rewrite(2, 70_001, 999_999 + 3000, t1), Some((1003, 3010 + 12000)));
+        // A late packet of the new source from before its first seen one is dropped.
+        assert_eq!(f.rewrite(2, 69_999, 0, t1), None);
+    }
+
+    #[test]
+    fn reordered_packets_keep_their_place() {
+        let t0 = Instant::now();
+        let mut f = Forwarder::new(48_000);
+        f.rewrite(7, 10, 0, t0);
+        assert_eq!(f.rewrite(7, 12, 1920, t0), Some((1002, 1920)));
+        assert_eq!(f.rewrite(7, 11, 960, t0), Some((1001, 960)));
+        assert_eq!(f.rewrite(7, 13, 2880, t0), Some((1003, 2880)));
+    }
+}

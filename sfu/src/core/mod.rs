@@ -1,0 +1,12 @@
+//! Sans-IO media plane: no sockets, no threads, no clock reads. Time comes in
+//! as an argument, so tests drive it faster than real time.
+
+pub mod command;
+pub mod demux;
+pub mod forwarder;
+pub mod ids;
+pub mod keyframe;
+pub mod participant;
+pub mod rooms;
+pub mod shard;
+pub mod timer;

@@ -1,0 +1,352 @@
+//! One participant: its str0m `Rtc`, what it publishes, what it receives
+//! (downstream slots) and the state of SDP negotiation with its client.
+//!
+//! Negotiation follows "perfect negotiation" with the server as the impolite
+//! side: a client offer that crosses a pending server offer is ignored, and
+//! the client (polite) rolls back, answers ours and offers again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, Mid, Pt};
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, Rtc, RtcConfig};
+
+use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, Signal};
+use super::forwarder::Forwarder;
+use super::command::TrackInfo;
+use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
+use super::keyframe::KeyframeThrottle;
+
+/// A peer that has not completed ICE this long after joining is dropped.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Media the client sends to us.
+pub struct Published {
+    pub track: TrackId,
+    pub kind: TrackKind,
+    pub source: TrackSource,
+    /// Payload type → codec, learnt from the negotiated session.
+    pub codecs: Vec<(Pt, Codec)>,
+    pub keyframes: KeyframeThrottle,
+    /// Whether the track is announced (not stopped by a later offer).
+    pub active: bool,
+}
+
+/// A sending m-line towards this participant. It is keyed by the publisher's
+/// identity and source, so a publisher that rejoins continues on the same
+/// slot, with continuous sequence numbers and no renegotiation.
+pub struct DownTrack {
+    pub identity: Arc<str>,
+    pub source: TrackSource,
+    pub kind: TrackKind,
+    pub mid: Mid,
+    /// The track currently fed into this slot; `None` while vacant.
+    pub track: Option<TrackId>,
+    /// Set once the client answered the offer that added the slot.
+    pub ssrc: Option<Ssrc>,
+    pub pts: Vec<(Codec, Pt)>,
+    pub forwarder: Forwarder,
+}
+
+struct Wanted {
+    track: TrackInfo,
+}
+
+#[derive(Default)]
+struct Negotiation {
+    /// Our offer awaiting the client's answer.
+    pending: Option<(SdpPendingOffer, Vec<usize>)>,
+    /// Subscriptions waiting for the next offer.
+    wanted: Vec<Wanted>,
+    /// The client's first offer was accepted; we only offer after that.
+    started: bool,
+}
+
+pub struct Participant {
+    pub id: ParticipantId,
+    pub room: Arc<str>,
+    pub identity: Arc<str>,
+    pub permissions: Permissions,
+    pub rtc: Rtc,
+    pub ufrag: String,
+    /// Remote addresses admitted by the demux for this participant.
+    pub addrs: Vec<SocketAddr>,
+    /// Deadline the participant asked for in its last `Output::Timeout`.
+    pub timeout: Instant,
+    /// Earliest deadline queued for it in the shard's timers.
+    pub scheduled: Option<Instant>,
+    pub joined_at: Instant,
+    pub connected: bool,
+    pub published: HashMap<Mid, Published>,
+    /// Sources the client declared per mid in its offers.
+    sources: HashMap<String, TrackSource>,
+    pub down: Vec<DownTrack>,
+    pub down_by_track: HashMap<TrackId, usize>,
+    pub down_by_mid: HashMap<Mid, usize>,
+    neg: Negotiation,
+    pub channel: Option<ChannelId>,
+}
+
+/// The codecs every leg negotiates: forwarding without transcoding needs all
+/// participants to share them, and Opus + VP8 work in every WebRTC browser.
+pub fn rtc_config() -> RtcConfig {
+    RtcConfig::new()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+}
+
+impl Participant {
+    pub fn new(id: ParticipantId, req: JoinRequest, candidate: SocketAddr, now: Instant) -> Self {
+        let mut rtc = rtc_config().build(now);
+        // Invariant: a host candidate for a concrete UDP socket address is always valid.
+        let c = Candidate::host(candidate, "udp").expect("host candidate");
+        rtc.add_local_candidate(c);
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        Participant {
+            id,
+            room: req.room,
+            identity: req.identity,
+            permissions: req.permissions,
+            rtc,
+            ufrag,
+            addrs: Vec::new(),
+            timeout: now,
+            scheduled: None,
+            joined_at: now,
+            connected: false,
+            published: HashMap::new(),
+            sources: HashMap::new(),
+            down: Vec::new(),
+            down_by_track: HashMap::new(),
+            down_by_mid: HashMap::new(),
+            neg: Negotiation::default(),
+            channel: None,
+        }
+    }
+
+    /// Handles the client's offer; returns the answer or an error for the client.
+    pub fn accept_offer(&mut self, sdp: &str, sources: Vec<(String, TrackSource)>) -> Result<Option<ClientEvent>, ClientEvent> {
+        if self.neg.pending.is_some() {
+            // Glare: we are impolite. The client rolls back, answers ours and re-offers.
+            tracing::debug!(participant = %self.id, "client offer crossed ours; ignoring it");
+            return Ok(None);
+        }
+        check_offer(sdp, self.permissions.can_publish).map_err(|(code, message)| ClientEvent::Error { code, message })?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| bad_sdp(format!("unparseable offer: {e}")))?;
+        self.sources.extend(sources);
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| bad_sdp(format!("offer refused: {e}")))?;
+        self.neg.started = true;
+        Ok(Some(ClientEvent::Answer { sdp: answer.to_sdp_string() }))
+    }
+
+    /// Handles the client's answer; returns the slots that just became ready.
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<Vec<usize>, ClientEvent> {
+        let Some((pending, slots)) = self.neg.pending.take() else {
+            tracing::debug!(participant = %self.id, "answer without a pending offer; ignoring it");
+            return Ok(vec![]);
+        };
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| bad_sdp(format!("unparseable answer: {e}")))?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| bad_sdp(format!("answer refused: {e}")))?;
+        let mut ready = Vec::with_capacity(slots.len());
+        for i in slots {
+            let mid = self.down[i].mid;
+            let ssrc = self.rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| s.ssrc());
+            let pts = self.negotiated_codecs(mid).into_iter().map(|(pt, c)| (c, pt)).collect();
+            let d = &mut self.down[i];
+            d.ssrc = ssrc;
+            d.pts = pts;
+            if ssrc.is_some() {
+                ready.push(i);
+            }
+        }
+        Ok(ready)
+    }
+
+    pub fn add_candidate(&mut self, candidate: &str) -> Result<(), ClientEvent> {
+        let line = candidate.strip_prefix("a=").unwrap_or(candidate);
+        match Candidate::from_sdp_string(line) {
+            Ok(c) => {
+                self.rtc.add_remote_candidate(c);
+                Ok(())
+            }
+            // mDNS names cannot be resolved here; peer-reflexive discovery covers them.
+            Err(_) if line.contains(".local") => Ok(()),
+            Err(e) => Err(ClientEvent::Error { code: ErrorCode::BadCandidate, message: format!("bad candidate: {e}") }),
+        }
+    }
+
+    /// Starts sending `track` here: reuses the slot of the same identity and
+    /// source if there is one (returns it), else queues it for the next offer.
+    pub fn subscribe(&mut self, track: TrackInfo) -> Option<usize> {
+        if let Some(i) = self.down.iter().position(|d| d.identity == track.identity && d.source == track.source && d.kind == track.kind) {
+            if let Some(old) = self.down[i].track.replace(track.track) {
+                self.down_by_track.remove(&old);
+            }
+            self.down_by_track.insert(track.track, i);
+            return self.down[i].ssrc.map(|_| i);
+        }
+        if !self.neg.wanted.iter().any(|w| w.track.track == track.track) {
+            self.neg.wanted.push(Wanted { track });
+        }
+        None
+    }
+
+    pub fn unsubscribe(&mut self, track: TrackId) {
+        self.neg.wanted.retain(|w| w.track.track != track);
+        if let Some(i) = self.down_by_track.remove(&track) {
+            self.down[i].track = None;
+        }
+    }
+
+    /// Makes an offer for queued subscriptions when none is outstanding.
+    pub fn maybe_offer(&mut self) -> Option<ClientEvent> {
+        if !self.neg.started || self.neg.pending.is_some() || self.neg.wanted.is_empty() {
+            return None;
+        }
+        let wanted = std::mem::take(&mut self.neg.wanted);
+        let mut api = self.rtc.sdp_api();
+        let mut slots = Vec::with_capacity(wanted.len());
+        let mut mids = Vec::with_capacity(wanted.len());
+        for Wanted { track } in wanted {
+            let stream_id = msid_token(&track.identity);
+            let mid = api.add_media(track.kind.into(), Direction::SendOnly, Some(stream_id), Some(track.source.as_str().into()), None);
+            let clock = match track.kind {
+                TrackKind::Audio => 48_000,
+                TrackKind::Video => 90_000,
+            };
+            let i = self.down.len();
+            self.down.push(DownTrack {
+                identity: track.identity.clone(),
+                source: track.source,
+                kind: track.kind,
+                mid,
+                track: Some(track.track),
+                ssrc: None,
+                pts: Vec::new(),
+                forwarder: Forwarder::new(clock),
+            });
+            self.down_by_track.insert(track.track, i);
+            self.down_by_mid.insert(mid, i);
+            slots.push(i);
+            mids.push(MidInfo { mid: mid.to_string(), identity: track.identity, source: track.source, kind: track.kind });
+        }
+        let (offer, pending) = api.apply()?;
+        self.neg.pending = Some((pending, slots));
+        Some(ClientEvent::Offer { sdp: offer.to_sdp_string(), mids })
+    }
+
+    pub fn source_of(&self, mid: Mid, kind: TrackKind) -> TrackSource {
+        self.sources.get(&mid.to_string()).copied().unwrap_or(TrackSource::default_for(kind))
+    }
+
+    /// Payload types negotiated on `mid` with their codecs.
+    pub fn negotiated_codecs(&self, mid: Mid) -> Vec<(Pt, Codec)> {
+        let Some(media) = self.rtc.media(mid) else { return vec![] };
+        let remote = media.remote_pts();
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| remote.is_empty() || remote.contains(&p.pt()))
+            .map(|p| (p.pt(), p.spec().codec))
+            .collect()
+    }
+
+    /// Asks the client for a keyframe on a track it publishes.
+    pub fn request_keyframe(&mut self, mid: Mid) {
+        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+    }
+}
+
+fn bad_sdp(message: String) -> ClientEvent {
+    ClientEvent::Error { code: ErrorCode::BadSdp, message }
+}
+
+/// A WebRTC msid must be token characters; identities may be any text.
+fn msid_token(identity: &str) -> String {
+    identity
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-._~".contains(c) { c } else { '_' })
+        .take(64)
+        .collect()
+}
+
+/// Refuses offers we cannot serve before str0m sees them, with a precise error:
+/// a media section without Opus or VP8, or sending media without the grant.
+pub fn check_offer(sdp: &str, can_publish: bool) -> Result<(), (ErrorCode, String)> {
+    if !sdp.starts_with("v=0") {
+        return Err((ErrorCode::BadSdp, "offer is not an SDP (must start with v=0)".into()));
+    }
+    for section in sdp.split("\nm=").skip(1) {
+        let kind = section.split_whitespace().next().unwrap_or("");
+        if kind != "audio" && kind != "video" {
+            continue;
+        }
+        let port_zero = section.split_whitespace().nth(1) == Some("0");
+        let lower = section.to_ascii_lowercase();
+        let supported = lower.contains(" opus/48000") || lower.contains(" vp8/90000");
+        if !port_zero && !supported {
+            return Err((ErrorCode::UnsupportedCodec, format!("{kind} section offers no supported codec (need Opus or VP8)")));
+        }
+        let sends = lower.contains("a=sendonly") || lower.contains("a=sendrecv");
+        if sends && !port_zero && !can_publish {
+            return Err((ErrorCode::NotAllowed, "this token may not publish".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Shorthand the shard uses to route signals.
+pub fn handle_signal(p: &mut Participant, signal: Signal) -> Result<SignalOutcome, ClientEvent> {
+    match signal {
+        Signal::Offer { sdp, sources } => Ok(SignalOutcome::Answer(p.accept_offer(&sdp, sources)?)),
+        Signal::Answer { sdp } => Ok(SignalOutcome::Ready(p.accept_answer(&sdp)?)),
+        Signal::Candidate { candidate } => p.add_candidate(&candidate).map(|_| SignalOutcome::None),
+        Signal::Mute { mid, muted } => Ok(SignalOutcome::Mute(mid, muted)),
+    }
+}
+
+pub enum SignalOutcome {
+    None,
+    Answer(Option<ClientEvent>),
+    Ready(Vec<usize>),
+    Mute(String, bool),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_checks() {
+        let ok = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n";
+        assert!(check_offer(ok, true).is_ok());
+        assert_eq!(check_offer(ok, false).unwrap_err().0, ErrorCode::NotAllowed);
+        let h264 = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=sendonly\r\n";
+        assert_eq!(check_offer(h264, true).unwrap_err().0, ErrorCode::UnsupportedCodec);
+        assert_eq!(check_offer("hello", true).unwrap_err().0, ErrorCode::BadSdp);
+    }
+
+    #[test]
+    fn msid_is_token() {
+        assert_eq!(msid_token("ann lee@x.org"), "ann_lee_x.org");
+    }
+}

@@ -1,0 +1,3 @@
+//! Threads and sockets around the sans-IO core.
+
+pub mod worker;

@@ -1,0 +1,162 @@
+//! A shard's thread: one UDP socket, a command lane, a media lane, and the
+//! `ShardCore` it drives. Nothing here is shared with other shards except the
+//! channel senders and wakers used to hand them values.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tracing::{debug, warn};
+
+use crate::core::command::{MediaMsg, ShardCommand};
+use crate::core::shard::{ShardCore, ShardOutput};
+use crate::runtime::Control;
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
+/// Datagrams read per loop turn before commands and timers get a look in;
+/// bounds the latency a burst can add to control work.
+const RECV_BUDGET: usize = 256;
+/// Commands and media messages taken per loop turn, for the same reason.
+const LANE_BUDGET: usize = 1024;
+/// Media messages one shard may queue for another. At ~50k packets/s per
+/// shard this is ~80 ms of media; beyond it a late packet is useless anyway.
+pub const MEDIA_LANE_DEPTH: usize = 4096;
+/// Upper bound on a poll wait, so a lost wake-up costs at most this much.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Largest datagram we accept; WebRTC keeps packets under ~1200 bytes.
+const MAX_DATAGRAM: usize = 2048;
+
+/// What other threads hold to reach a shard.
+#[derive(Clone)]
+pub struct ShardHandle {
+    pub commands: Sender<ShardCommand>,
+    pub media: Sender<MediaMsg>,
+    pub waker: Arc<Waker>,
+}
+
+impl ShardHandle {
+    pub fn command(&self, cmd: ShardCommand) {
+        // The receiver lives as long as the shard; after shutdown there is nobody to tell.
+        if self.commands.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The receiving ends a worker owns.
+pub struct ShardLanes {
+    pub poll: Poll,
+    pub commands: Receiver<ShardCommand>,
+    pub media: Receiver<MediaMsg>,
+}
+
+/// Creates the lanes and handle for one shard.
+pub fn lanes() -> std::io::Result<(ShardHandle, ShardLanes)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (ctx, crx) = crossbeam_channel::unbounded();
+    let (mtx, mrx) = crossbeam_channel::bounded(MEDIA_LANE_DEPTH);
+    Ok((ShardHandle { commands: ctx, media: mtx, waker }, ShardLanes { poll, commands: crx, media: mrx }))
+}
+
+pub struct Worker {
+    pub core: ShardCore,
+    pub socket: std::net::UdpSocket,
+    /// Address written in candidates; passed to str0m as the destination.
+    pub candidate_addr: SocketAddr,
+    pub lanes: ShardLanes,
+    pub peers: Vec<ShardHandle>,
+    pub control: Arc<Control>,
+}
+
+impl Worker {
+    pub fn run(self) {
+        let Worker { mut core, socket, candidate_addr, lanes, peers, control } = self;
+        let ShardLanes { mut poll, commands, media } = lanes;
+        if let Err(e) = socket.set_nonblocking(true) {
+            warn!(shard = core.id(), "socket: {e}");
+            return;
+        }
+        let mut socket = UdpSocket::from_std(socket);
+        if let Err(e) = poll.registry().register(&mut socket, SOCKET, Interest::READABLE) {
+            warn!(shard = core.id(), "register socket: {e}");
+            return;
+        }
+        let mut events = Events::with_capacity(64);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        // Edge-triggered readiness: remember that the socket still has data
+        // when the budget ran out before WouldBlock.
+        let mut readable = true;
+        let mut wake = vec![false; peers.len()];
+        let mut media_dropped: u64 = 0;
+        loop {
+            let now = Instant::now();
+            let wait = if readable {
+                Duration::ZERO
+            } else {
+                core.next_timeout().map_or(MAX_WAIT, |t| t.saturating_duration_since(now)).min(MAX_WAIT)
+            };
+            if let Err(e) = poll.poll(&mut events, Some(wait)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    warn!(shard = core.id(), "poll: {e}");
+                }
+            }
+            readable |= events.iter().any(|e| e.token() == SOCKET);
+            let now = Instant::now();
+
+            let mut shutdown = false;
+            for cmd in commands.try_iter().take(LANE_BUDGET) {
+                shutdown |= matches!(cmd, ShardCommand::Shutdown);
+                core.handle_command(now, cmd);
+            }
+            for msg in media.try_iter().take(LANE_BUDGET) {
+                core.handle_media(now, msg);
+            }
+            if readable {
+                for _ in 0..RECV_BUDGET {
+                    match socket.recv_from(&mut buf) {
+                        Ok((n, source)) => core.handle_receive(now, source, candidate_addr, &buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            readable = false;
+                            break;
+                        }
+                        // ICMP errors from earlier sends surface here; they are not fatal.
+                        Err(e) => debug!(shard = core.id(), "recv: {e}"),
+                    }
+                }
+            }
+            core.handle_timeout(Instant::now());
+
+            while let Some(t) = core.poll_transmit() {
+                if let Err(e) = socket.send_to(&t.contents, t.destination) {
+                    debug!(shard = core.id(), dest = %t.destination, "send: {e}");
+                }
+            }
+            while let Some(out) = core.poll_output() {
+                match out {
+                    ShardOutput::Control(ev) => control.on_shard_event(ev),
+                    ShardOutput::Client(pid, ev) => control.deliver(pid, ev),
+                    ShardOutput::Media(shard, msg) => match peers[shard].media.try_send(msg) {
+                        Ok(()) => wake[shard] = true,
+                        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => media_dropped += 1,
+                    },
+                }
+            }
+            for (shard, w) in wake.iter_mut().enumerate() {
+                if std::mem::take(w) {
+                    let _ = peers[shard].waker.wake();
+                }
+            }
+            if shutdown {
+                debug!(shard = core.id(), media_dropped, "shard stopped");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `Sfu`: starts the shard threads and is the control plane's entry point.
+//!
+//! The room directory sits behind one `std::sync::Mutex`: it is touched only
+//! on joins, leaves and publications (never per packet), and no `.await`
+//! happens while it is held, so a blocking lock is the simple right choice.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tracing::info;
+
+use crate::core::command::{ClientEvent, JoinRequest, ShardCommand, ShardEvent, Signal};
+use crate::core::ids::{ParticipantId, ShardId};
+use crate::core::rooms::{ControlOutput, Joined, Rooms};
+use crate::core::shard::ShardCore;
+use crate::io::worker::{self, ShardHandle, Worker};
+
+/// Where signalling delivers events for one participant's connection.
+pub trait EventSink: Send + Sync + 'static {
+    fn deliver(&self, to: ParticipantId, event: ClientEvent);
+}
+
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Worker threads, each with its own UDP socket.
+    pub shards: usize,
+    /// Address the UDP sockets bind to.
+    pub udp_bind: IpAddr,
+    /// First UDP port; shard `i` uses `udp_port + i`. 0 picks free ports.
+    pub udp_port: u16,
+    /// Address written into ICE candidates when the bind address is not
+    /// what clients reach (1:1 NAT, or binding 0.0.0.0).
+    pub public_ip: Option<IpAddr>,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            udp_bind: IpAddr::from([127, 0, 0, 1]),
+            udp_port: 50000,
+            public_ip: None,
+        }
+    }
+}
+
+/// The control plane: room directory plus the means to reach shards and clients.
+pub struct Control {
+    rooms: Mutex<Rooms>,
+    shards: Vec<ShardHandle>,
+    sink: Arc<dyn EventSink>,
+}
+
+impl Control {
+    fn run(&self, f: impl FnOnce(&mut Rooms, &mut Vec<ControlOutput>)) {
+        let mut out = Vec::new();
+        {
+            // Invariant: no code panics while holding this lock (Rooms is plain data).
+            let mut rooms = self.rooms.lock().expect("rooms lock poisoned");
+            f(&mut rooms, &mut out);
+        }
+        self.dispatch(out);
+    }
+
+    fn dispatch(&self, out: Vec<ControlOutput>) {
+        for o in out {
+            match o {
+                ControlOutput::Shard(shard, cmd) => self.shards[shard].command(cmd),
+                ControlOutput::Client(pid, ev) => self.sink.deliver(pid, ev),
+            }
+        }
+    }
+
+    pub fn on_shard_event(&self, ev: ShardEvent) {
+        self.run(|rooms, out| rooms.handle_shard_event(ev, out));
+    }
+
+    pub fn deliver(&self, pid: ParticipantId, ev: ClientEvent) {
+        self.sink.deliver(pid, ev);
+    }
+}
+
+#[derive(Clone)]
+pub struct Sfu {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    control: Arc<Control>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    next_participant: AtomicU64,
+    udp_addrs: Vec<SocketAddr>,
+}
+
+impl Sfu {
+    /// Binds one UDP socket per shard and starts the shard threads.
+    pub fn start(config: SfuConfig, sink: Arc<dyn EventSink>) -> std::io::Result<Sfu> {
+        let n = config.shards.max(1);
+        let mut sockets = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = if config.udp_port == 0 { 0 } else { config.udp_port + i as u16 };
+            let s = UdpSocket::bind((config.udp_bind, port)).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("binding UDP {}:{port}: {e}", config.udp_bind))
+            })?;
+            sockets.push(s);
+        }
+        let mut handles = Vec::with_capacity(n);
+        let mut lanes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (h, l) = worker::lanes()?;
+            handles.push(h);
+            lanes.push(l);
+        }
+        let control = Arc::new(Control { rooms: Mutex::new(Rooms::new(n)), shards: handles.clone(), sink });
+        let mut threads = Vec::with_capacity(n);
+        let mut udp_addrs = Vec::with_capacity(n);
+        for (i, (socket, lanes)) in sockets.into_iter().zip(lanes).enumerate() {
+            let local = socket.local_addr()?;
+            let candidate_addr = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
+            udp_addrs.push(candidate_addr);
+            let w = Worker {
+                core: ShardCore::new(i, n, candidate_addr),
+                socket,
+                candidate_addr,
+                lanes,
+                peers: handles.clone(),
+                control: control.clone(),
+            };
+            threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || w.run())?);
+        }
+        info!(shards = n, udp = ?udp_addrs, "media plane started");
+        Ok(Sfu {
+            inner: Arc::new(Inner {
+                control,
+                threads: Mutex::new(threads),
+                next_participant: AtomicU64::new(1),
+                udp_addrs,
+            }),
+        })
+    }
+
+    /// Mints a participant id; register the event sink for it before `join`.
+    pub fn allocate_participant(&self) -> ParticipantId {
+        ParticipantId(self.inner.next_participant.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Admits a participant whose grant has been verified by the caller.
+    pub fn join(&self, pid: ParticipantId, request: JoinRequest) -> Joined {
+        let mut joined = None;
+        self.inner.control.run(|rooms, out| joined = Some(rooms.join(pid, request, out)));
+        // Invariant: the closure above always runs exactly once.
+        joined.expect("join ran")
+    }
+
+    pub fn signal(&self, pid: ParticipantId, shard: ShardId, signal: Signal) {
+        if let Some(h) = self.inner.control.shards.get(shard) {
+            h.command(ShardCommand::Signal { participant: pid, signal });
+        }
+    }
+
+    pub fn leave(&self, pid: ParticipantId) {
+        self.inner.control.run(|rooms, out| rooms.remove(pid, None, out));
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.inner.control.rooms.lock().map_or(0, |r| r.room_count())
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.inner.control.rooms.lock().map_or(0, |r| r.participant_count())
+    }
+
+    /// The UDP addresses (one per shard) that clients send media to.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.inner.udp_addrs
+    }
+
+    /// Stops the shard threads and waits for them.
+    pub fn shutdown(&self) {
+        for h in &self.inner.control.shards {
+            h.command(ShardCommand::Shutdown);
+        }
+        let threads = std::mem::take(&mut *self.inner.threads.lock().expect("threads lock"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
