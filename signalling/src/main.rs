@@ -1,1 +1,77 @@
-fn main(){}
+//! The `switchboard` binary: `switchboard` serves, `switchboard token` mints.
+
+use anyhow::Context;
+use clap::Parser;
+use signalling::auth::Keys;
+use signalling::config::{Cli, Command, ServeArgs};
+use signalling::protocol::IceServer;
+use signalling::Server;
+use tracing::info;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(t)) => {
+            let (keys, path, created) = Keys::load_or_create(&cli.serve.data_dir)?;
+            if created {
+                eprintln!("created a dev API key in {}", path.display());
+            }
+            println!("{}", keys.mint(&t.room, &t.identity, t.ttl, !t.no_publish, !t.no_subscribe)?);
+            Ok(())
+        }
+        Some(Command::Serve) | None => serve(cli.serve),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (keys, path, created) = Keys::load_or_create(&args.data_dir).context("loading API keys")?;
+    if created {
+        info!("created a dev API key in {} (mint tokens with `switchboard token`)", path.display());
+    } else {
+        info!("API keys from {}", path.display());
+    }
+    let shards = if args.shards == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.shards };
+    let sfu_config = sfu::SfuConfig { shards, udp_bind: args.udp_bind, udp_port: args.udp_port, public_ip: args.public_ip };
+    let ice_servers: Vec<IceServer> = args
+        .ice_servers
+        .iter()
+        .map(|u| IceServer {
+            urls: vec![u.clone()],
+            username: u.starts_with("turn").then(|| args.turn_username.clone()).flatten(),
+            credential: u.starts_with("turn").then(|| args.turn_credential.clone()).flatten(),
+        })
+        .collect();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let server = Server::new(sfu_config, keys, ice_servers).context("starting the media plane")?;
+        let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
+        info!("switchboard listening on http://{}", listener.local_addr()?);
+        server.run(listener, stop_signal()).await?;
+        info!("stopped");
+        Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,192 @@
+//! Access tokens: HS256 JWTs signed with an API key's secret, carrying grants
+//! in the shape LiveKit users know (`iss` = API key, `sub` = identity,
+//! `video.room`, `video.roomJoin`, `video.canPublish`, `video.canSubscribe`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::distributions::{Alphanumeric, DistString};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VideoGrant {
+    pub room: String,
+    #[serde(default)]
+    pub room_join: bool,
+    #[serde(default = "yes")]
+    pub can_publish: bool,
+    #[serde(default = "yes")]
+    pub can_subscribe: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The API key whose secret signed the token.
+    pub iss: String,
+    /// The participant's identity.
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    pub video: VideoGrant,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no access token given")]
+    Missing,
+    #[error("access token is malformed or its signature does not verify")]
+    Invalid,
+    #[error("access token has expired")]
+    Expired,
+    #[error("access token was signed with an unknown API key")]
+    UnknownKey,
+    #[error("access token does not grant joining a room")]
+    NoJoinGrant,
+}
+
+impl AuthError {
+    /// Stable code for the client.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_token",
+            AuthError::Invalid => "bad_token",
+            AuthError::Expired => "token_expired",
+            AuthError::UnknownKey => "bad_token",
+            AuthError::NoJoinGrant => "not_allowed",
+        }
+    }
+}
+
+/// API keys and their secrets.
+#[derive(Clone, Default)]
+pub struct Keys {
+    secrets: HashMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeysFile {
+    keys: HashMap<String, String>,
+}
+
+pub const KEYS_FILE: &str = "keys.json";
+
+impl Keys {
+    pub fn single(key: impl Into<String>, secret: impl Into<String>) -> Self {
+        Keys { secrets: HashMap::from([(key.into(), secret.into())]) }
+    }
+
+    /// Loads `data_dir/keys.json`, creating it with a fresh dev key on first
+    /// run. Returns the keys, the file's path and whether it was created.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(Keys, PathBuf, bool)> {
+        let path = data_dir.join(KEYS_FILE);
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)?;
+            let file: KeysFile = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            anyhow::ensure!(!file.keys.is_empty(), "{} has no keys", path.display());
+            return Ok((Keys { secrets: file.keys }, path, false));
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let mut rng = rand::thread_rng();
+        let key = format!("dev{}", Alphanumeric.sample_string(&mut rng, 12));
+        let secret = Alphanumeric.sample_string(&mut rng, 40);
+        let file = KeysFile { keys: HashMap::from([(key, secret)]) };
+        write_private(&path, &serde_json::to_string_pretty(&file)?)?;
+        Ok((Keys { secrets: file.keys }, path, true))
+    }
+
+    /// The key used to sign tokens this server mints itself (CLI, pages).
+    pub fn default_key(&self) -> Option<&str> {
+        self.secrets.keys().min().map(|s| s.as_str())
+    }
+
+    pub fn mint(&self, room: &str, identity: &str, ttl: Duration, can_publish: bool, can_subscribe: bool) -> anyhow::Result<String> {
+        let key = self.default_key().ok_or_else(|| anyhow::anyhow!("no API key configured"))?;
+        let claims = Claims {
+            iss: key.to_string(),
+            sub: identity.to_string(),
+            exp: unix_now() + ttl.as_secs(),
+            nbf: None,
+            video: VideoGrant { room: room.to_string(), room_join: true, can_publish, can_subscribe },
+        };
+        self.sign(&claims)
+    }
+
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        let secret = self.secrets.get(&claims.iss).ok_or_else(|| anyhow::anyhow!("unknown API key {}", claims.iss))?;
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))?)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        // Read `iss` unverified only to pick the secret; the real check follows.
+        let mut peek = Validation::new(Algorithm::HS256);
+        peek.insecure_disable_signature_validation();
+        peek.validate_exp = false;
+        let unverified = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&[]), &peek)
+            .map_err(|_| AuthError::Invalid)?;
+        let secret = self.secrets.get(&unverified.claims.iss).ok_or(AuthError::UnknownKey)?;
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 5;
+        v.validate_nbf = true;
+        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            }
+        })?;
+        if !data.claims.video.room_join || data.claims.video.room.is_empty() || data.claims.sub.is_empty() {
+            return Err(AuthError::NoJoinGrant);
+        }
+        Ok(data.claims)
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_failures() {
+        let keys = Keys::single("k1", "s3cret-s3cret-s3cret-s3cret");
+        let t = keys.mint("r1", "alice", Duration::from_secs(60), true, true).unwrap();
+        let c = keys.verify(&t).unwrap();
+        assert_eq!((c.sub.as_str(), c.video.room.as_str()), ("alice", "r1"));
+
+        let other = Keys::single("k1", "another-secret-another-secret");
+        assert_eq!(other.verify(&t), Err(AuthError::Invalid));
+        assert_eq!(Keys::single("k2", "x").verify(&t), Err(AuthError::UnknownKey));
+        assert_eq!(keys.verify(""), Err(AuthError::Missing));
+        assert_eq!(keys.verify("not.a.jwt"), Err(AuthError::Invalid));
+
+        let mut expired = c.clone();
+        expired.exp = unix_now() - 120;
+        assert_eq!(keys.verify(&keys.sign(&expired).unwrap()), Err(AuthError::Expired));
+    }
+}

@@ -1,0 +1,73 @@
+//! Command-line flags (each also readable from a `SWITCHBOARD_*` variable).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "switchboard", version, about = "WebRTC SFU: rooms, signalling and media forwarding")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print an access token for a room, signed with the data dir's API key.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// HTTP + WebSocket listen address.
+    #[arg(long, env = "SWITCHBOARD_HTTP", default_value = "127.0.0.1:8080", global = true)]
+    pub http: SocketAddr,
+    /// Address the media UDP sockets bind to.
+    #[arg(long, env = "SWITCHBOARD_UDP_BIND", default_value = "127.0.0.1", global = true)]
+    pub udp_bind: IpAddr,
+    /// First media UDP port; shard i uses port + i. 0 picks free ports.
+    #[arg(long, env = "SWITCHBOARD_UDP_PORT", default_value_t = 50000, global = true)]
+    pub udp_port: u16,
+    /// IP written into ICE candidates, when clients reach the server at an
+    /// address other than the bind address (1:1 NAT, or --udp-bind 0.0.0.0).
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_IP", global = true)]
+    pub public_ip: Option<IpAddr>,
+    /// Media worker threads; 0 means one per core.
+    #[arg(long, env = "SWITCHBOARD_SHARDS", default_value_t = 0, global = true)]
+    pub shards: usize,
+    /// Directory for keys and records; created if missing.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// STUN/TURN server URL handed to clients (repeatable).
+    #[arg(long = "ice-server", env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',', global = true)]
+    pub ice_servers: Vec<String>,
+    /// Username for the TURN servers in --ice-server.
+    #[arg(long, env = "SWITCHBOARD_TURN_USERNAME", global = true)]
+    pub turn_username: Option<String>,
+    /// Credential for the TURN servers in --ice-server.
+    #[arg(long, env = "SWITCHBOARD_TURN_CREDENTIAL", global = true)]
+    pub turn_credential: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    #[arg(long)]
+    pub room: String,
+    #[arg(long)]
+    pub identity: String,
+    /// Validity, e.g. 1h, 30m, 7d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Grant joining without publishing.
+    #[arg(long)]
+    pub no_publish: bool,
+    /// Grant joining without subscribing.
+    #[arg(long)]
+    pub no_subscribe: bool,
+}

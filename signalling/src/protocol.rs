@@ -1,0 +1,78 @@
+//! The signalling protocol, one JSON object per WebSocket text message, with
+//! a `type` field. Documented in docs/protocol.md; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+use sfu::{ParticipantId, ParticipantInfo, TrackSource};
+
+/// Largest message a client may send (an SDP offer with many m-lines is ~20 KB).
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    Join {
+        token: String,
+        #[serde(default)]
+        room: Option<String>,
+    },
+    Offer {
+        sdp: String,
+        #[serde(default)]
+        tracks: Vec<TrackSourceDecl>,
+    },
+    Answer {
+        sdp: String,
+    },
+    Candidate {
+        candidate: String,
+        #[serde(default, rename = "sdpMid")]
+        sdp_mid: Option<String>,
+        #[serde(default, rename = "sdpMLineIndex")]
+        sdp_mline_index: Option<u32>,
+    },
+    Mute {
+        mid: String,
+        muted: bool,
+    },
+    Leave {},
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackSourceDecl {
+    pub mid: String,
+    pub source: TrackSource,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Messages only signalling sends; the rest are `sfu::ClientEvent`s, which
+/// serialize into the same `{"type": ...}` shape.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg<'a> {
+    Joined {
+        participant: ParticipantId,
+        identity: &'a str,
+        room: &'a str,
+        can_publish: bool,
+        can_subscribe: bool,
+        participants: &'a [ParticipantInfo],
+        ice_servers: &'a [IceServer],
+    },
+    Error {
+        code: &'a str,
+        message: &'a str,
+    },
+    Closed {
+        code: &'a str,
+        message: &'a str,
+    },
+}

@@ -1,0 +1,77 @@
+// Shared test harness: a real switchboard server and Debian's Chromium.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const BIN = process.env.SWITCHBOARD_BIN || join(root, 'target', 'release', 'switchboard');
+
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+];
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+export async function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+/** Polls `fn` until it returns a truthy value; fails after `ms`. */
+export async function waitFor(fn, ms, what) {
+  const deadline = Date.now() + ms;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await sleep(250);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
+}
+
+/** Starts switchboard on free loopback ports with a fresh data dir. */
+export async function startServer({ shards = 2 } = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-test-'));
+  const port = await freePort();
+  const proc = spawn(BIN, ['--http', `127.0.0.1:${port}`, '--udp-port', '0', '--shards', String(shards), '--data-dir', dataDir], {
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  proc.stderr.on('data', (d) => { log += d; });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => { try { return (await fetch(`${url}/healthz`)).ok; } catch { return false; } }, 15000, 'server health');
+  return {
+    url, proc, dataDir,
+    log: () => log,
+    token: (room, identity, extra = []) =>
+      execFileSync(BIN, ['token', '--data-dir', dataDir, '--room', room, '--identity', identity, ...extra]).toString().trim(),
+    /** Process CPU seconds (user + system) from /proc. */
+    cpuSeconds: () => {
+      const f = readFileSync(`/proc/${proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    },
+    stop: async () => {
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM');
+        await Promise.race([new Promise((r) => proc.once('exit', r)), sleep(8000)]);
+        if (proc.exitCode === null) proc.kill('SIGKILL');
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+}
