@@ -28,12 +28,14 @@ test('three browsers see, hear and message each other; a closed tab leaves', { t
   const others = (name) => NAMES.filter((n) => n !== name);
 
   // Every page decodes video and receives audio from both others.
+  const tJoin = Date.now();
   for (const name of NAMES) {
     await waitFor(async () => {
       const s = await inbound(name);
       return others(name).every((o) => s[o] && s[o].framesDecoded > 0 && s[o].audioBytes > 0) && s;
     }, 60000, `${name} receiving from ${others(name)}`);
   }
+  console.log(`# all three pages decoding each other after ${Date.now() - tJoin} ms`);
   const cpu0 = server.cpuSeconds();
   const before = {};
   for (const name of NAMES) before[name] = await inbound(name);

@@ -22,18 +22,21 @@ pub struct Forwarder {
     clock_rate: u32,
 }
 
-/// Outgoing sequence numbers start low so the SRTP rollover counter starts
-/// at 0 on the receiver without any out-of-band signalling (RFC 3711 3.3.1).
-const FIRST_SEQ: u64 = 1000;
+/// Outgoing sequence numbers start below 2^15 so the SRTP rollover counter
+/// starts at 0 on the receiver without out-of-band signalling (RFC 3711
+/// 3.3.1), and differ per leg (RFC 3550 wants them unpredictable).
+const MAX_FIRST_SEQ: u64 = 30_000;
 
 impl Forwarder {
-    pub fn new(clock_rate: u32) -> Self {
+    /// `seed` varies the first outgoing sequence number between legs.
+    pub fn new(clock_rate: u32, seed: u64) -> Self {
+        let first = 1 + seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) % MAX_FIRST_SEQ;
         Forwarder {
             seq_offset: 0,
             ts_offset: 0,
             source: None,
             first_in_seq: 0,
-            last_out_seq: FIRST_SEQ - 1,
+            last_out_seq: first - 1,
             last_out_ts: 0,
             last_out_at: None,
             clock_rate,
@@ -85,13 +88,14 @@ mod tests {
     #[test]
     fn continuous_across_source_switch() {
         let t0 = Instant::now();
-        let mut f = Forwarder::new(90_000);
-        assert_eq!(f.rewrite(1, 5000, 10, t0), Some((1000, 10)));
-        assert_eq!(f.rewrite(1, 5001, 3010, t0), Some((1001, 3010)));
+        let mut f = Forwarder::new(90_000, 0);
+        let b = (f.last_out_seq + 1).wrapping_sub(1000);
+        assert_eq!(f.rewrite(1, 5000, 10, t0), Some(((1000 as u64).wrapping_add(b), 10)));
+        assert_eq!(f.rewrite(1, 5001, 3010, t0), Some(((1001 as u64).wrapping_add(b), 3010)));
         // New source with unrelated numbering, 100 ms later.
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(f.rewrite(2, 70_000, 999_999, t1), Some((1002, 3010 + 9000)));
-        assert_eq!(f.rewrite(2, 70_001, 999_999 + 3000, t1), Some((1003, 3010 + 12000)));
+        assert_eq!(f.rewrite(2, 70_000, 999_999, t1), Some(((1002 as u64).wrapping_add(b), 3010 + 9000)));
+        assert_eq!(f.rewrite(2, 70_001, 999_999 + 3000, t1), Some(((1003 as u64).wrapping_add(b), 3010 + 12000)));
         // A late packet of the new source from before its first seen one is dropped.
         assert_eq!(f.rewrite(2, 69_999, 0, t1), None);
     }
@@ -99,10 +103,11 @@ mod tests {
     #[test]
     fn reordered_packets_keep_their_place() {
         let t0 = Instant::now();
-        let mut f = Forwarder::new(48_000);
+        let mut f = Forwarder::new(48_000, 0);
+        let b = (f.last_out_seq + 1).wrapping_sub(1000);
         f.rewrite(7, 10, 0, t0);
-        assert_eq!(f.rewrite(7, 12, 1920, t0), Some((1002, 1920)));
-        assert_eq!(f.rewrite(7, 11, 960, t0), Some((1001, 960)));
-        assert_eq!(f.rewrite(7, 13, 2880, t0), Some((1003, 2880)));
+        assert_eq!(f.rewrite(7, 12, 1920, t0), Some(((1002 as u64).wrapping_add(b), 1920)));
+        assert_eq!(f.rewrite(7, 11, 960, t0), Some(((1001 as u64).wrapping_add(b), 960)));
+        assert_eq!(f.rewrite(7, 13, 2880, t0), Some(((1003 as u64).wrapping_add(b), 2880)));
     }
 }

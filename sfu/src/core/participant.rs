@@ -23,6 +23,10 @@ use super::command::TrackInfo;
 use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
 use super::keyframe::KeyframeThrottle;
 
+/// Subscriptions arriving within this window share one renegotiation: a
+/// publisher's audio and video, or a whole room on join, cost one offer.
+pub const OFFER_BATCH: Duration = Duration::from_millis(20);
+
 /// A peer that has not completed ICE this long after joining is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -91,6 +95,8 @@ pub struct Participant {
     pub down_by_mid: HashMap<Mid, usize>,
     neg: Negotiation,
     pub channel: Option<ChannelId>,
+    /// When queued subscriptions should be offered (see [`OFFER_BATCH`]).
+    pub offer_due: Option<Instant>,
 }
 
 /// The codecs every leg negotiates: forwarding without transcoding needs all
@@ -130,6 +136,7 @@ impl Participant {
             down_by_mid: HashMap::new(),
             neg: Negotiation::default(),
             channel: None,
+            offer_due: None,
         }
     }
 
@@ -224,8 +231,10 @@ impl Participant {
         let mut slots = Vec::with_capacity(wanted.len());
         let mut mids = Vec::with_capacity(wanted.len());
         for Wanted { track } in wanted {
+            // msid track ids must be unique in a session (browsers key tracks by them).
             let stream_id = msid_token(&track.identity);
-            let mid = api.add_media(track.kind.into(), Direction::SendOnly, Some(stream_id), Some(track.source.as_str().into()), None);
+            let track_id = msid_token(&format!("{}-{}", track.identity, track.source.as_str()));
+            let mid = api.add_media(track.kind.into(), Direction::SendOnly, Some(stream_id), Some(track_id), None);
             let clock = match track.kind {
                 TrackKind::Audio => 48_000,
                 TrackKind::Video => 90_000,
@@ -239,7 +248,7 @@ impl Participant {
                 track: Some(track.track),
                 ssrc: None,
                 pts: Vec::new(),
-                forwarder: Forwarder::new(clock),
+                forwarder: Forwarder::new(clock, self.id.0 << 16 | i as u64),
             });
             self.down_by_track.insert(track.track, i);
             self.down_by_mid.insert(mid, i);

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use str0m::media::Mid;
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Event, IceConnectionState, Input, Output};
 use tracing::{debug, info, warn};
 
@@ -182,6 +182,16 @@ impl ShardCore {
         while let Some((slot, gen)) = self.timers.pop_due(now) {
             if self.generations.get(slot) != Some(&gen) {
                 continue;
+            }
+            let Some(p) = self.slots[slot].as_mut() else { continue };
+            if p.offer_due.is_some_and(|d| d <= now) {
+                p.offer_due = None;
+                self.offer_if_needed(slot);
+                self.drive(slot, now);
+                let Some(p) = self.slots[slot].as_mut() else { continue };
+                if p.scheduled.is_some_and(|s| s > now) {
+                    continue;
+                }
             }
             let Some(p) = self.slots[slot].as_mut() else { continue };
             p.scheduled = None;
@@ -356,8 +366,11 @@ impl ShardCore {
         if ready {
             self.work.push_back(Work::Keyframe(id));
         }
-        self.offer_if_needed(slot);
-        self.drive(slot, now);
+        if p.offer_due.is_none() {
+            let due = now + participant::OFFER_BATCH;
+            p.offer_due = Some(due);
+            self.timers.schedule(due, slot, self.generations[slot]);
+        }
     }
 
     fn offer_if_needed(&mut self, slot: Slot) {
@@ -585,7 +598,7 @@ fn on_event(
                 seq_no: *rtp.seq_no,
                 timestamp: rtp.header.timestamp,
                 marker: rtp.header.marker,
-                ext_vals: rtp.header.ext_vals,
+                ext_vals: end_to_end_extensions(&rtp.header.ext_vals),
                 payload: rtp.payload,
                 arrival: now,
             };
@@ -637,6 +650,25 @@ fn publish(
     info!(participant = %p.id, room = %p.room, %track, ?kind, source = source.as_str(), "track published");
     let info = TrackInfo { track, participant: p.id, identity: p.identity.clone(), kind, source, muted: false };
     outputs.push_back(ShardOutput::Control(ShardEvent::TrackPublished { track: info }));
+}
+
+/// The header extensions that describe the media itself and so travel to
+/// subscribers. The others (mid, rid, transport-cc, abs-send-time) belong to
+/// one leg: copying the publisher's mid would make the subscriber's browser
+/// demux the packet onto the wrong m-line.
+fn end_to_end_extensions(e: &ExtensionValues) -> ExtensionValues {
+    ExtensionValues {
+        audio_level: e.audio_level,
+        voice_activity: e.voice_activity,
+        video_orientation: e.video_orientation,
+        video_content_type: e.video_content_type,
+        abs_capture_time: e.abs_capture_time,
+        play_delay_min: e.play_delay_min,
+        play_delay_max: e.play_delay_max,
+        video_timing: e.video_timing,
+        frame_mark: e.frame_mark,
+        ..Default::default()
+    }
 }
 
 /// Tags a relayed data channel message with its sender. Text becomes JSON

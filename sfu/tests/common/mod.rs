@@ -1,0 +1,335 @@
+//! In-memory test bed: real `ShardCore`s and the `Rooms` directory, with
+//! str0m client peers at fake addresses, no sockets, and virtual time.
+//! `Bed::run` always advances whatever is due first, like str0m's `progress()`.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sfu::core::command::{ClientEvent, JoinRequest, Permissions, ShardCommand, Signal};
+use sfu::core::ids::ParticipantId;
+use sfu::core::rooms::{ControlOutput, Rooms};
+use sfu::core::shard::{ShardCore, ShardOutput};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
+
+pub struct Received {
+    pub mid: Mid,
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+pub struct Client {
+    pub pid: ParticipantId,
+    pub identity: String,
+    pub addr: SocketAddr,
+    pub shard: usize,
+    pub rtc: Rtc,
+    pub timeout: Instant,
+    pub pending: Option<SdpPendingOffer>,
+    pub send_mids: Vec<(MediaKind, Mid)>,
+    pub channel: Option<ChannelId>,
+    pub events: Vec<ClientEvent>,
+    pub rtp: Vec<Received>,
+    pub data: Vec<(bool, Vec<u8>)>,
+    pub keyframe_requests: usize,
+    pub connected: bool,
+    /// Next sequence number per kind (index 0 audio, 1 video).
+    pub seq: [u64; 2],
+    pub gone: bool,
+}
+
+impl Client {
+    pub fn has_event(&self, f: impl Fn(&ClientEvent) -> bool) -> bool {
+        self.events.iter().any(f)
+    }
+
+    pub fn pt(&self, codec: Codec) -> Pt {
+        self.rtc.codec_config().params().iter().find(|p| p.spec().codec == codec).expect("codec configured").pt()
+    }
+}
+
+pub struct Bed {
+    pub now: Instant,
+    pub shards: Vec<ShardCore>,
+    pub rooms: Rooms,
+    pub clients: HashMap<ParticipantId, Client>,
+    next_pid: u64,
+    next_port: u16,
+    /// Messages between shards, delivered in order.
+    media: VecDeque<(usize, sfu::core::command::MediaMsg)>,
+}
+
+pub fn shard_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 1], 5000 + i as u16))
+}
+
+impl Bed {
+    pub fn new(shards: usize) -> Self {
+        let now = Instant::now();
+        Bed {
+            now,
+            shards: (0..shards).map(|i| ShardCore::new(i, shards, shard_addr(i))).collect(),
+            rooms: Rooms::new(shards),
+            clients: HashMap::new(),
+            next_pid: 1,
+            next_port: 1000,
+            media: VecDeque::new(),
+        }
+    }
+
+    /// Joins `identity` to `room` and starts negotiation: the client offers
+    /// `publish` (audio and/or video, send-only) and a data channel.
+    pub fn join(&mut self, room: &str, identity: &str, publish: &[MediaKind]) -> ParticipantId {
+        let pid = ParticipantId(self.next_pid);
+        self.next_pid += 1;
+        self.next_port += 1;
+        let addr = SocketAddr::from(([1, 1, 1, 1], self.next_port));
+        let mut rtc = RtcConfig::new().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let req = JoinRequest {
+            room: room.into(),
+            identity: identity.into(),
+            permissions: Permissions { can_publish: true, can_subscribe: true },
+        };
+        let mut out = Vec::new();
+        let joined = self.rooms.join(pid, req, &mut out);
+        let mut api = rtc.sdp_api();
+        let send_mids: Vec<(MediaKind, Mid)> =
+            publish.iter().map(|k| (*k, api.add_media(*k, Direction::SendOnly, None, None, None))).collect();
+        let channel = api.add_channel("room".into());
+        let (offer, pending) = api.apply().unwrap();
+        self.clients.insert(
+            pid,
+            Client {
+                pid,
+                identity: identity.into(),
+                addr,
+                shard: joined.shard,
+                rtc,
+                timeout: self.now,
+                pending: Some(pending),
+                send_mids,
+                channel: Some(channel),
+                events: vec![],
+                rtp: vec![],
+                data: vec![],
+                keyframe_requests: 0,
+                connected: false,
+                seq: [0, 0],
+                gone: false,
+            },
+        );
+        self.dispatch(out);
+        self.shards[joined.shard].handle_command(
+            self.now,
+            ShardCommand::Signal { participant: pid, signal: Signal::Offer { sdp: offer.to_sdp_string(), sources: vec![] } },
+        );
+        pid
+    }
+
+    pub fn leave(&mut self, pid: ParticipantId) {
+        let mut out = Vec::new();
+        self.rooms.remove(pid, None, &mut out);
+        self.dispatch(out);
+        if let Some(c) = self.clients.get_mut(&pid) {
+            c.gone = true;
+        }
+    }
+
+    fn dispatch(&mut self, out: Vec<ControlOutput>) {
+        for o in out {
+            match o {
+                ControlOutput::Shard(i, cmd) => self.shards[i].handle_command(self.now, cmd),
+                ControlOutput::Client(pid, ev) => self.to_client(pid, ev),
+            }
+        }
+    }
+
+    fn to_client(&mut self, pid: ParticipantId, ev: ClientEvent) {
+        let Some(c) = self.clients.get_mut(&pid) else { return };
+        if c.gone {
+            return;
+        }
+        match &ev {
+            ClientEvent::Answer { sdp } => {
+                let answer = SdpAnswer::from_sdp_string(sdp).unwrap();
+                let pending = c.pending.take().expect("answer to our offer");
+                c.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+            }
+            ClientEvent::Offer { sdp, .. } => {
+                let offer = SdpOffer::from_sdp_string(sdp).unwrap();
+                let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
+                let shard = c.shard;
+                c.events.push(ev.clone());
+                self.shards[shard].handle_command(
+                    self.now,
+                    ShardCommand::Signal { participant: pid, signal: Signal::Answer { sdp: answer.to_sdp_string() } },
+                );
+                return;
+            }
+            _ => {}
+        }
+        c.events.push(ev);
+    }
+
+    /// Publishes one RTP packet of `kind` from `pid` with `payload`.
+    pub fn send_rtp(&mut self, pid: ParticipantId, kind: MediaKind, payload: &[u8]) {
+        let now = self.now;
+        let c = self.clients.get_mut(&pid).unwrap();
+        let mid = c.send_mids.iter().find(|(k, _)| *k == kind).unwrap().1;
+        let pt = c.pt(if kind == MediaKind::Audio { Codec::Opus } else { Codec::Vp8 });
+        let k = usize::from(kind == MediaKind::Video);
+        c.seq[k] += 1;
+        let seq: SeqNo = (c.seq[k] + 40_000).into();
+        let ts = (c.seq[k] * 3000) as u32;
+        let mut api = c.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None).expect("send stream");
+        tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload.to_vec()).marker(true).nackable(true));
+    }
+
+    pub fn send_data(&mut self, pid: ParticipantId, text: &str) {
+        let c = self.clients.get_mut(&pid).unwrap();
+        let cid = c.channel.unwrap();
+        assert!(c.rtc.channel(cid).unwrap().write(false, text.as_bytes()).unwrap());
+    }
+
+    /// Advances virtual time by `d`, moving every packet and message.
+    pub fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        let mut guard = 0;
+        loop {
+            guard += 1;
+            assert!(guard < 200_000, "test bed did not settle");
+            self.pump();
+            let next = self
+                .clients
+                .values()
+                .filter(|c| !c.gone)
+                .map(|c| c.timeout)
+                .chain(self.shards.iter().filter_map(|s| s.next_timeout()))
+                .min()
+                .unwrap_or(end)
+                .max(self.now);
+            if next > end {
+                self.now = end;
+                self.pump();
+                return;
+            }
+            self.now = next;
+            let now = self.now;
+            for c in self.clients.values_mut().filter(|c| !c.gone && c.timeout <= now) {
+                c.rtc.handle_input(Input::Timeout(now)).unwrap();
+            }
+            for s in &mut self.shards {
+                s.handle_timeout(now);
+            }
+            if next == end {
+                self.pump();
+                return;
+            }
+        }
+    }
+
+    /// Delivers everything queued, until nothing moves.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            let now = self.now;
+            // Client outputs.
+            let pids: Vec<ParticipantId> = self.clients.keys().copied().collect();
+            for pid in pids {
+                loop {
+                    let c = self.clients.get_mut(&pid).unwrap();
+                    if c.gone {
+                        break;
+                    }
+                    match c.rtc.poll_output().unwrap() {
+                        Output::Timeout(t) => {
+                            c.timeout = t;
+                            break;
+                        }
+                        Output::Transmit(t) => {
+                            moved = true;
+                            let shard = (t.destination.port() - 5000) as usize;
+                            self.shards[shard].handle_receive(now, t.source, t.destination, &t.contents);
+                        }
+                        Output::Event(e) => match e {
+                            Event::Connected => c.connected = true,
+                            Event::RtpPacket(p) => {
+                                let mid = c.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid()).unwrap();
+                                c.rtp.push(Received { mid, seq: *p.seq_no, payload: p.payload.to_vec() });
+                            }
+                            Event::KeyframeRequest(_) => c.keyframe_requests += 1,
+                            Event::ChannelData(d) => c.data.push((d.binary, d.data)),
+                            _ => {}
+                        },
+                    }
+                }
+            }
+            // Shard outputs.
+            for i in 0..self.shards.len() {
+                while let Some(t) = self.shards[i].poll_transmit() {
+                    moved = true;
+                    if let Some(c) = self.clients.values_mut().find(|c| c.addr == t.destination && !c.gone) {
+                        let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+                        c.rtc.handle_input(Input::Receive(now, r)).unwrap();
+                    }
+                }
+                let mut outs = Vec::new();
+                while let Some(o) = self.shards[i].poll_output() {
+                    outs.push(o);
+                }
+                for o in outs {
+                    moved = true;
+                    match o {
+                        ShardOutput::Media(to, msg) => self.media.push_back((to, msg)),
+                        ShardOutput::Client(pid, ev) => self.to_client(pid, ev),
+                        ShardOutput::Control(ev) => {
+                            let mut out = Vec::new();
+                            self.rooms.handle_shard_event(ev, &mut out);
+                            self.dispatch(out);
+                        }
+                    }
+                }
+            }
+            while let Some((to, msg)) = self.media.pop_front() {
+                moved = true;
+                self.shards[to].handle_media(now, msg);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    pub fn client(&self, pid: ParticipantId) -> &Client {
+        &self.clients[&pid]
+    }
+}
+
+/// A payload that names its sender and sequence, so receivers can check
+/// identity. It opens with a VP8 payload descriptor (S=1, PID 0) and an
+/// inter-frame header, which str0m's receive path parses for video.
+pub fn payload(tag: &str, n: usize) -> Vec<u8> {
+    let mut v = vec![0x10, 0x01];
+    v.extend(format!("{tag}:{n}:").into_bytes());
+    v.resize(200, n as u8);
+    v
+}
+
+/// The tag part of a payload made by [`payload`].
+pub fn tag(payload: &[u8]) -> &[u8] {
+    payload.get(2..).unwrap_or(&[])
+}
+
+pub fn arc(v: &[u8]) -> Arc<[u8]> {
+    v.into()
+}

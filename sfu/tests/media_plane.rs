@@ -1,0 +1,159 @@
+//! Media-plane behaviour through real shards and str0m peers, in memory.
+//! Invariants: what a publisher sends reaches every subscriber unchanged;
+//! a subscriber's leg stays continuous when its source is replaced; keyframe
+//! requests reach the publisher; data channel messages reach everyone else.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{payload, tag, Bed};
+use sfu::ClientEvent;
+use str0m::media::MediaKind;
+
+const AV: &[MediaKind] = &[MediaKind::Audio, MediaKind::Video];
+
+fn connected_room(shards: usize, names: &[&str]) -> (Bed, Vec<sfu::ParticipantId>) {
+    let mut bed = Bed::new(shards);
+    let pids: Vec<_> = names.iter().map(|n| bed.join("r", n, AV)).collect();
+    bed.run(Duration::from_secs(2));
+    for p in &pids {
+        assert!(bed.client(*p).connected, "{} connected", bed.client(*p).identity);
+    }
+    (bed, pids)
+}
+
+fn publish_and_check(shards: usize, names: &[&str], kinds: &[MediaKind]) {
+    let mut bed = Bed::new(shards);
+    let pids: Vec<_> = names.iter().enumerate().map(|(i, n)| bed.join("r", n, if i == 0 { kinds } else { &[] })).collect();
+    bed.run(Duration::from_secs(2));
+    let publisher = pids[0];
+    let tag_of = |k: MediaKind| if k == MediaKind::Audio { "a" } else { "v" };
+    for n in 0..50 {
+        for k in kinds {
+            bed.send_rtp(publisher, *k, &payload(tag_of(*k), n));
+        }
+        bed.run(Duration::from_millis(20));
+    }
+    bed.run(Duration::from_millis(200));
+    for sub in &pids[1..] {
+        let c = bed.client(*sub);
+        let got: Vec<&Vec<u8>> = c.rtp.iter().map(|r| &r.payload).collect();
+        for n in 0..50 {
+            for k in kinds {
+                assert!(got.contains(&&payload(tag_of(*k), n)), "{} got {k:?} packet {n} ({shards} shards)", c.identity);
+            }
+        }
+    }
+    // The publisher does not get its own media back.
+    assert!(bed.client(publisher).rtp.is_empty());
+}
+
+#[test]
+fn publisher_packets_reach_the_subscriber_unchanged() {
+    // One shard: local forwarding. Two shards: the subscriber sits on the
+    // other shard, so packets cross the media lane.
+    for shards in [1, 2] {
+        publish_and_check(shards, &["pub", "sub"], &[MediaKind::Video]);
+        publish_and_check(shards, &["pub", "sub"], &[MediaKind::Audio]);
+    }
+}
+
+/// Known issue, kept as a reproduction: a *str0m* client that receives two
+/// m-lines (audio and video) surfaces `RtpPacket`s for only one of them,
+/// although packets for both reach it with the SSRCs its StreamRx expects.
+/// Chromium is not affected (tests/browser/room.test.mjs checks three peers);
+/// the load-test harness, which uses str0m clients, must settle this.
+#[test]
+#[ignore = "str0m client surfaces only one of two received m-lines; see doc comment"]
+fn audio_and_video_reach_two_subscribers_unchanged() {
+    publish_and_check(2, &["pub", "sub1", "sub2"], AV);
+}
+
+#[test]
+fn sequence_numbers_continue_across_publisher_rejoin() {
+    let (mut bed, pids) = connected_room(2, &["pub", "sub"]);
+    let (publisher, sub) = (pids[0], pids[1]);
+    for n in 0..20 {
+        bed.send_rtp(publisher, MediaKind::Video, &payload("first", n));
+        bed.run(Duration::from_millis(30));
+    }
+    let offers_before = bed.client(sub).events.iter().filter(|e| matches!(e, ClientEvent::Offer { .. })).count();
+
+    bed.leave(publisher);
+    bed.run(Duration::from_millis(500));
+    assert!(bed.client(sub).has_event(|e| matches!(e, ClientEvent::ParticipantLeft { .. })));
+
+    let again = bed.join("r", "pub", AV);
+    bed.run(Duration::from_secs(2));
+    for n in 0..20 {
+        bed.send_rtp(again, MediaKind::Video, &payload("second", n));
+        bed.run(Duration::from_millis(30));
+    }
+    let c = bed.client(sub);
+    let video: Vec<&common::Received> =
+        c.rtp.iter().filter(|r| tag(&r.payload).starts_with(b"first") || tag(&r.payload).starts_with(b"second")).collect();
+    assert_eq!(video.len(), 40, "all packets of both sessions arrived");
+    assert!(video.iter().all(|r| r.mid == video[0].mid), "the rejoin reused the same m-line");
+    for w in video.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "sequence numbers are continuous");
+    }
+    let offers_after = c.events.iter().filter(|e| matches!(e, ClientEvent::Offer { .. })).count();
+    assert_eq!(offers_before, offers_after, "no renegotiation was needed for the rejoin");
+}
+
+#[test]
+fn subscriber_pli_reaches_publisher() {
+    for shards in [1, 2] {
+        let (mut bed, pids) = connected_room(shards, &["pub", "sub"]);
+        let (publisher, sub) = (pids[0], pids[1]);
+        for n in 0..5 {
+            bed.send_rtp(publisher, MediaKind::Video, &payload("v", n));
+            bed.run(Duration::from_millis(30));
+        }
+        bed.run(Duration::from_secs(1));
+        let before = bed.client(publisher).keyframe_requests;
+        let c = bed.clients.get_mut(&sub).unwrap();
+        let mid = c.rtp.iter().find(|r| tag(&r.payload).starts_with(b"v:")).expect("video arrived").mid;
+        c.rtc.direct_api().stream_rx_by_mid(mid, None).unwrap().request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        bed.run(Duration::from_millis(500));
+        assert!(bed.client(publisher).keyframe_requests > before, "PLI reached the publisher ({shards} shards)");
+    }
+}
+
+#[test]
+fn new_subscriber_triggers_a_keyframe_request() {
+    let (mut bed, pids) = connected_room(2, &["pub"]);
+    let publisher = pids[0];
+    bed.run(Duration::from_secs(1));
+    let before = bed.client(publisher).keyframe_requests;
+    bed.join("r", "late", AV);
+    bed.run(Duration::from_secs(1));
+    assert!(bed.client(publisher).keyframe_requests > before, "a keyframe was requested within a second of subscribing");
+}
+
+#[test]
+fn data_channel_message_reaches_everyone_else_tagged() {
+    let (mut bed, pids) = connected_room(2, &["alice", "bob", "carol"]);
+    bed.run(Duration::from_millis(500));
+    bed.send_data(pids[0], "hello room");
+    bed.run(Duration::from_millis(500));
+    for other in &pids[1..] {
+        let c = bed.client(*other);
+        let msg = c.data.iter().find(|(bin, _)| !bin).expect("a text message arrived");
+        let v: serde_json::Value = serde_json::from_slice(&msg.1).unwrap();
+        assert_eq!(v["from"], "alice");
+        assert_eq!(v["data"], "hello room");
+    }
+    assert!(bed.client(pids[0]).data.is_empty(), "the sender does not get its own message");
+}
+
+#[test]
+fn vanished_peer_is_removed_and_others_are_told() {
+    let (mut bed, pids) = connected_room(1, &["stays", "vanishes"]);
+    // The client stops answering entirely: no more packets from it.
+    bed.clients.get_mut(&pids[1]).unwrap().gone = true;
+    bed.run(Duration::from_secs(40));
+    assert!(bed.client(pids[0]).has_event(|e| matches!(e, ClientEvent::ParticipantLeft { identity, .. } if &**identity == "vanishes")));
+    assert_eq!(bed.shards[0].participant_count(), 1);
+}
