@@ -1,0 +1,164 @@
+//! The signalling server over a real WebSocket on loopback. Invariants:
+//! nobody joins without a valid grant for that room, and bad input gets a
+//! clear error without disturbing anyone else.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use signalling::auth::{unix_now, Claims, Keys, VideoGrant};
+use signalling::Server;
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const KEY: &str = "testkey";
+const SECRET: &str = "test-secret-test-secret-test-secret";
+
+async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
+    let config = sfu::SfuConfig { shards: 2, udp_bind: [127, 0, 0, 1].into(), udp_port: 0, public_ip: None };
+    let server = Server::new(config, Keys::single(KEY, SECRET), vec![]).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(listener, async {
+        let _ = rx.await;
+    }));
+    (format!("ws://{addr}/ws"), tx)
+}
+
+fn token(room: &str, identity: &str) -> String {
+    Keys::single(KEY, SECRET).mint(room, identity, Duration::from_secs(60), true, true).unwrap()
+}
+
+async fn connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// Next JSON message, skipping pings; `None` when the socket closed.
+async fn next_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("server answered in time") {
+            Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Sends `join` with `tok` and returns the server's reply.
+async fn join_with(url: &str, tok: &str, room: Option<&str>) -> (Ws, Value) {
+    let mut ws = connect(url).await;
+    let mut msg = json!({"type": "join", "token": tok});
+    if let Some(r) = room {
+        msg["room"] = json!(r);
+    }
+    send(&mut ws, msg).await;
+    let reply = next_json(&mut ws).await.expect("a reply");
+    (ws, reply)
+}
+
+async fn assert_refused(url: &str, tok: &str, room: Option<&str>, code: &str) {
+    let (mut ws, reply) = join_with(url, tok, room).await;
+    assert_eq!(reply["type"], "closed", "{reply}");
+    assert_eq!(reply["code"], code, "{reply}");
+    assert!(next_json(&mut ws).await.is_none(), "socket closed after refusal");
+}
+
+#[tokio::test]
+async fn joins_without_a_valid_grant_are_refused() {
+    let (url, _stop) = start().await;
+    // Missing, garbage and forged (signed with another secret).
+    assert_refused(&url, "", None, "missing_token").await;
+    assert_refused(&url, "not-a-jwt", None, "bad_token").await;
+    let forged = Keys::single(KEY, "some-other-secret-some-other-secret").mint("r", "eve", Duration::from_secs(60), true, true).unwrap();
+    assert_refused(&url, &forged, None, "bad_token").await;
+    // Expired.
+    let expired = Claims {
+        iss: KEY.into(),
+        sub: "late".into(),
+        exp: unix_now() - 600,
+        nbf: None,
+        video: VideoGrant { room: "r".into(), room_join: true, can_publish: true, can_subscribe: true },
+    };
+    assert_refused(&url, &Keys::single(KEY, SECRET).sign(&expired).unwrap(), None, "token_expired").await;
+    // A valid token for another room.
+    assert_refused(&url, &token("room-a", "mallory"), Some("room-b"), "wrong_room").await;
+    // No first-message join at all.
+    let mut ws = connect(&url).await;
+    send(&mut ws, json!({"type": "offer", "sdp": "v=0"})).await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["code"], "join_required");
+
+    // And a valid one is admitted.
+    let (_ws, reply) = join_with(&url, &token("room-a", "alice"), Some("room-a")).await;
+    assert_eq!(reply["type"], "joined", "{reply}");
+    assert_eq!(reply["identity"], "alice");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_others_are_untouched() {
+    let (url, _stop) = start().await;
+    let (mut bystander, reply) = join_with(&url, &token("r", "bystander"), None).await;
+    assert_eq!(reply["type"], "joined");
+    let (mut ws, reply) = join_with(&url, &token("r", "clumsy"), None).await;
+    assert_eq!(reply["type"], "joined");
+    assert_eq!(next_json(&mut bystander).await.unwrap()["type"], "participant_joined");
+
+    let cases: Vec<(Value, &str)> = vec![
+        (json!("{not json"), "bad_message"),
+        (json!({"type": "teleport"}), "bad_message"),
+        (json!({"type": "offer"}), "bad_message"),
+        (json!({"type": "offer", "sdp": "this is not sdp"}), "bad_sdp"),
+        (
+            json!({"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=sendonly\r\n"}),
+            "unsupported_codec",
+        ),
+        (json!({"type": "candidate", "candidate": "candidate:garbage"}), "bad_candidate"),
+        (json!({"type": "join", "token": "x"}), "already_joined"),
+    ];
+    for (msg, code) in cases {
+        let text = if let Value::String(s) = &msg { s.clone() } else { msg.to_string() };
+        ws.send(Message::Text(text.into())).await.unwrap();
+        let reply = next_json(&mut ws).await.expect("error reply");
+        assert_eq!(reply["type"], "error", "{msg} -> {reply}");
+        assert_eq!(reply["code"], code, "{msg} -> {reply}");
+    }
+
+    // An oversized message closes this session with a clear reason...
+    let huge = json!({"type": "answer", "sdp": "x".repeat(200 * 1024)}).to_string();
+    ws.send(Message::Text(huge.into())).await.unwrap();
+    let reply = next_json(&mut ws).await.expect("closing reply");
+    assert_eq!(reply["code"], "message_too_large", "{reply}");
+    assert!(next_json(&mut ws).await.is_none());
+
+    // ...and the bystander only sees that participant leave.
+    let ev = next_json(&mut bystander).await.unwrap();
+    assert_eq!(ev["type"], "participant_left", "{ev}");
+    assert_eq!(ev["identity"], "clumsy");
+    send(&mut bystander, json!({"type": "mute", "mid": "nope", "muted": true})).await;
+    assert_eq!(next_json(&mut bystander).await.unwrap()["type"], "error", "bystander's session still answers");
+}
+
+#[tokio::test]
+async fn second_connection_with_same_identity_replaces_the_first() {
+    let (url, _stop) = start().await;
+    let (mut first, _) = join_with(&url, &token("r", "dup"), None).await;
+    let (_second, reply) = join_with(&url, &token("r", "dup"), None).await;
+    assert_eq!(reply["type"], "joined");
+    let ev = next_json(&mut first).await.unwrap();
+    assert_eq!((ev["type"].as_str(), ev["code"].as_str()), (Some("closed"), Some("replaced")), "{ev}");
+}
+
+#[tokio::test]
+async fn shutdown_tells_connected_clients() {
+    let (url, stop) = start().await;
+    let (mut ws, _) = join_with(&url, &token("r", "a"), None).await;
+    stop.send(()).unwrap();
+    let ev = next_json(&mut ws).await.unwrap();
+    assert_eq!(ev["code"], "server_shutdown", "{ev}");
+}
