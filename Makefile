@@ -1,0 +1,20 @@
+# `make test` on a fresh machine installs what the tests need and runs them all.
+# Everything is built once, in the release profile (the browser tests run the
+# release binary, and sharing one profile halves a cold build).
+
+.PHONY: test test-deps test-rust test-browser run
+
+test: test-deps test-rust test-browser
+
+test-deps:
+	scripts/install-test-deps.sh
+
+test-rust:
+	cargo build --release --bins
+	if command -v cargo-nextest >/dev/null; then cargo nextest run --release --workspace; else cargo test --release --workspace; fi
+
+test-browser:
+	cd tests/browser && npm ci --no-audit --no-fund && npm test
+
+run:
+	cargo run --release

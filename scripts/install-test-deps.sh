@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a Debian machine, and nothing else.
+# Idempotent: a second run only checks.
+set -euo pipefail
+
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v node >/dev/null || { echo "node (20+) is required for the browser tests" >&2; exit 1; }
+echo "test dependencies present: $(chromium --version 2>/dev/null | head -1), node $(node --version)"
