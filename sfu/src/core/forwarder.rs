@@ -88,14 +88,16 @@ mod tests {
     #[test]
     fn continuous_across_source_switch() {
         let t0 = Instant::now();
-        let mut f = Forwarder::new(90_000, 0);
-        let b = (f.last_out_seq + 1).wrapping_sub(1000);
-        assert_eq!(f.rewrite(1, 5000, 10, t0), Some(((1000 as u64).wrapping_add(b), 10)));
-        assert_eq!(f.rewrite(1, 5001, 3010, t0), Some(((1001 as u64).wrapping_add(b), 3010)));
-        // New source with unrelated numbering, 100 ms later.
+        let mut f = Forwarder::new(90_000, 7);
+        let s = f.last_out_seq + 1;
+        assert!(s < MAX_FIRST_SEQ + 1);
+        assert_eq!(f.rewrite(1, 5000, 10, t0), Some((s, 10)));
+        assert_eq!(f.rewrite(1, 5001, 3010, t0), Some((s + 1, 3010)));
+        // New source with unrelated numbering, 100 ms later: seq goes on by
+        // one, the timestamp by 100 ms of 90 kHz ticks.
         let t1 = t0 + Duration::from_millis(100);
-        assert_eq!(f.rewrite(2, 70_000, 999_999, t1), Some(((1002 as u64).wrapping_add(b), 3010 + 9000)));
-        assert_eq!(f.rewrite(2, 70_001, 999_999 + 3000, t1), Some(((1003 as u64).wrapping_add(b), 3010 + 12000)));
+        assert_eq!(f.rewrite(2, 70_000, 999_999, t1), Some((s + 2, 3010 + 9000)));
+        assert_eq!(f.rewrite(2, 70_001, 999_999 + 3000, t1), Some((s + 3, 3010 + 12000)));
         // A late packet of the new source from before its first seen one is dropped.
         assert_eq!(f.rewrite(2, 69_999, 0, t1), None);
     }
@@ -103,11 +105,19 @@ mod tests {
     #[test]
     fn reordered_packets_keep_their_place() {
         let t0 = Instant::now();
-        let mut f = Forwarder::new(48_000, 0);
-        let b = (f.last_out_seq + 1).wrapping_sub(1000);
+        let mut f = Forwarder::new(48_000, 9);
+        let s = f.last_out_seq + 1;
         f.rewrite(7, 10, 0, t0);
-        assert_eq!(f.rewrite(7, 12, 1920, t0), Some(((1002 as u64).wrapping_add(b), 1920)));
-        assert_eq!(f.rewrite(7, 11, 960, t0), Some(((1001 as u64).wrapping_add(b), 960)));
-        assert_eq!(f.rewrite(7, 13, 2880, t0), Some(((1003 as u64).wrapping_add(b), 2880)));
+        assert_eq!(f.rewrite(7, 12, 1920, t0), Some((s + 2, 1920)));
+        assert_eq!(f.rewrite(7, 11, 960, t0), Some((s + 1, 960)));
+        assert_eq!(f.rewrite(7, 13, 2880, t0), Some((s + 3, 2880)));
+    }
+
+    #[test]
+    fn legs_start_at_different_low_sequence_numbers() {
+        let a = Forwarder::new(90_000, 1).last_out_seq;
+        let b = Forwarder::new(90_000, 2).last_out_seq;
+        assert_ne!(a, b);
+        assert!(a < MAX_FIRST_SEQ && b < MAX_FIRST_SEQ);
     }
 }

@@ -555,7 +555,9 @@ fn on_event(
                 Some(pubd) if pubd.active && !receiving => {
                     pubd.active = false;
                     let track = pubd.track;
-                    routes.get_mut(&track).map(|r| r.publisher = None);
+                    if let Some(r) = routes.get_mut(&track) {
+                        r.publisher = None;
+                    }
                     outputs.push_back(ShardOutput::Control(ShardEvent::TrackUnpublished { participant: p.id, track }));
                 }
                 Some(pubd) if !pubd.active && receiving => {
@@ -618,11 +620,7 @@ fn on_event(
             let msg = RoomData { room: p.room.clone(), from: p.id, binary: d.binary, payload };
             work.push_back(Work::Data { msg: Arc::new(msg), from_remote: false });
         }
-        Event::ChannelClose(cid) => {
-            if p.channel == Some(cid) {
-                p.channel = None;
-            }
-        }
+        Event::ChannelClose(cid) if p.channel == Some(cid) => p.channel = None,
         _ => {}
     }
 }

@@ -148,12 +148,12 @@ impl Bed {
         for o in out {
             match o {
                 ControlOutput::Shard(i, cmd) => self.shards[i].handle_command(self.now, cmd),
-                ControlOutput::Client(pid, ev) => self.to_client(pid, ev),
+                ControlOutput::Client(pid, ev) => self.deliver_to_client(pid, ev),
             }
         }
     }
 
-    fn to_client(&mut self, pid: ParticipantId, ev: ClientEvent) {
+    fn deliver_to_client(&mut self, pid: ParticipantId, ev: ClientEvent) {
         let Some(c) = self.clients.get_mut(&pid) else { return };
         if c.gone {
             return;
@@ -291,7 +291,7 @@ impl Bed {
                     moved = true;
                     match o {
                         ShardOutput::Media(to, msg) => self.media.push_back((to, msg)),
-                        ShardOutput::Client(pid, ev) => self.to_client(pid, ev),
+                        ShardOutput::Client(pid, ev) => self.deliver_to_client(pid, ev),
                         ShardOutput::Control(ev) => {
                             let mut out = Vec::new();
                             self.rooms.handle_shard_event(ev, &mut out);
