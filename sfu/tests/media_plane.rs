@@ -157,3 +157,31 @@ fn vanished_peer_is_removed_and_others_are_told() {
     assert!(bed.client(pids[0]).has_event(|e| matches!(e, ClientEvent::ParticipantLeft { identity, .. } if &**identity == "vanishes")));
     assert_eq!(bed.shards[0].participant_count(), 1);
 }
+
+/// A burst of PLIs inside one throttle window costs the publisher one
+/// request now and one when the window ends, and later bursts still get
+/// through (a merged request must not swallow the ones after it).
+#[test]
+fn bursts_of_plis_are_merged_not_lost() {
+    for shards in [1, 2] {
+        let (mut bed, pids) = connected_room(shards, &["pub", "sub"]);
+        let (publisher, sub) = (pids[0], pids[1]);
+        for n in 0..5 {
+            bed.send_rtp(publisher, MediaKind::Video, &payload("v", n));
+            bed.run(Duration::from_millis(30));
+        }
+        bed.run(Duration::from_secs(1));
+        for burst in 0..3 {
+            let before = bed.client(publisher).keyframe_requests;
+            for _ in 0..4 {
+                let c = bed.clients.get_mut(&sub).unwrap();
+                let mid = c.rtp.iter().find(|r| tag(&r.payload).starts_with(b"v:")).expect("video arrived").mid;
+                c.rtc.direct_api().stream_rx_by_mid(mid, None).unwrap().request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+                bed.run(Duration::from_millis(60));
+            }
+            bed.run(Duration::from_secs(1));
+            let got = bed.client(publisher).keyframe_requests - before;
+            assert_eq!(got, 2, "burst {burst} ({shards} shards): one request at once, one merged after the window");
+        }
+    }
+}

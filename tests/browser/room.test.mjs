@@ -27,17 +27,17 @@ test('three browsers see, hear and message each other; a closed tab leaves', { t
   const inbound = (name) => pages[name].evaluate(() => window.switchboard.inbound());
   const others = (name) => NAMES.filter((n) => n !== name);
 
-  // Every page decodes video and receives audio from both others. Known
-  // defect: a late subscriber can wait tens of seconds for its first keyframe
-  // (see the issue note); the time is printed so it is measured, not hidden.
+  // Every page decodes video and receives audio from both others. The bound
+  // is for a loaded CI machine; the time it took is printed (well under 1 s
+  // here, since each new leg asks the publisher for a keyframe).
   const tJoin = Date.now();
   for (const name of NAMES) {
     await waitFor(async () => {
       const s = await inbound(name);
       return others(name).every((o) => s[o] && s[o].framesDecoded > 0 && s[o].audioBytes > 0) && s;
-    }, 120000, `${name} receiving from ${others(name)}`);
+    }, 20000, `${name} receiving from ${others(name)}`);
   }
-  console.log(`# all three pages decoding each other after ${Date.now() - tJoin} ms`);
+  console.log(`all three pages decoding each other after ${Date.now() - tJoin} ms`);
   const cpu0 = server.cpuSeconds();
   const before = {};
   for (const name of NAMES) before[name] = await inbound(name);
@@ -50,9 +50,9 @@ test('three browsers see, hear and message each other; a closed tab leaves', { t
       assert.ok(now[o].framesDecoded > before[name][o].framesDecoded + 10, `${name}: frames from ${o} keep growing`);
       assert.ok(now[o].audioBytes > before[name][o].audioBytes, `${name}: audio from ${o} keeps arriving`);
     }
-    console.log(`# frames decoded on ${name}: ${others(name).map((o) => `${o}=${now[o].framesDecoded}`).join(' ')}`);
+    console.log(`frames decoded on ${name}: ${others(name).map((o) => `${o}=${now[o].framesDecoded}`).join(' ')}`);
   }
-  console.log(`# server CPU during the three-party call: ${(100 * (cpu1 - cpu0) / (window / 1000)).toFixed(1)}% of one core`);
+  console.log(`server CPU during the three-party call: ${(100 * (cpu1 - cpu0) / (window / 1000)).toFixed(1)}% of one core`);
 
   // Chat over the data channel reaches the two others, tagged with the sender.
   await pages.alice.fill('#chat-input', 'hello from alice');

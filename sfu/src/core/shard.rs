@@ -216,7 +216,8 @@ impl ShardCore {
             .filter_map(|(t, r)| r.keyframes.poll(now).then_some(*t))
             .collect();
         for track in due {
-            self.send_keyframe_request(track, now);
+            // `poll` already opened a new window for this one.
+            self.deliver_keyframe_request(track, now);
         }
         self.run_work(now);
     }
@@ -327,9 +328,11 @@ impl ShardCore {
                 }
             }
             Ok(SignalOutcome::Ready(slots)) => {
-                let tracks: Vec<TrackId> = slots.iter().filter_map(|i| p.down[*i].track).collect();
-                for t in tracks {
-                    self.work.push_back(Work::Keyframe(t));
+                // Fresh legs start with a keyframe (if media already flows).
+                for &i in &slots {
+                    if let Some(t) = p.down[i].track.filter(|_| p.connected && p.down[i].kind == TrackKind::Video) {
+                        self.work.push_back(Work::Keyframe(t));
+                    }
                 }
             }
             Ok(SignalOutcome::Mute(mid, muted)) => {
@@ -355,6 +358,7 @@ impl ShardCore {
         let Some(slot) = self.by_pid.get(&subscriber).copied() else { return };
         let Some(p) = self.slots[slot].as_mut() else { return };
         let id = track.track;
+        let track_kind_is_video = track.kind == TrackKind::Video;
         let ready = p.subscribe(track).is_some();
         let route = self.routes.entry(id).or_default();
         if !route.subscribers.contains(&slot) {
@@ -363,7 +367,7 @@ impl ShardCore {
         if publisher_shard != self.id {
             route.publisher_shard = Some(publisher_shard);
         }
-        if ready {
+        if ready && p.connected && track_kind_is_video {
             self.work.push_back(Work::Keyframe(id));
         }
         if p.offer_due.is_none() {
@@ -470,23 +474,30 @@ impl ShardCore {
         true
     }
 
+    /// A subscriber wants a keyframe: merged per track (see `KeyframeThrottle`)
+    /// when the publisher is here, passed on to its shard otherwise.
     fn send_keyframe_request(&mut self, track: TrackId, now: Instant) {
         let Some(route) = self.routes.get_mut(&track) else { return };
         match (route.publisher, route.publisher_shard) {
-            (Some((slot, mid)), _) => {
-                if !route.keyframes.request(now) {
-                    return; // merged into the one already sent in this window
-                }
-                self.stats.keyframe_requests += 1;
-                if let Some(p) = self.slots[slot].as_mut() {
-                    p.request_keyframe(mid);
-                    self.drive(slot, now);
+            (Some(_), _) => {
+                if route.keyframes.request(now) {
+                    self.deliver_keyframe_request(track, now);
                 }
             }
             (None, Some(shard)) => {
                 self.outputs.push_back(ShardOutput::Media(shard, MediaMsg::KeyframeRequest { track }));
             }
             (None, None) => {}
+        }
+    }
+
+    /// Queues a PLI on the local publisher's leg, past the throttle.
+    fn deliver_keyframe_request(&mut self, track: TrackId, now: Instant) {
+        let Some((slot, mid)) = self.routes.get(&track).and_then(|r| r.publisher) else { return };
+        self.stats.keyframe_requests += 1;
+        if let Some(p) = self.slots[slot].as_mut() {
+            p.request_keyframe(mid);
+            self.drive(slot, now);
         }
     }
 
@@ -541,6 +552,12 @@ fn on_event(
         Event::Connected => {
             p.connected = true;
             info!(participant = %p.id, room = %p.room, "media connected");
+            // Packets before this were dropped: every ready video leg needs a keyframe.
+            for d in p.down.iter().filter(|d| d.ssrc.is_some() && d.kind == TrackKind::Video) {
+                if let Some(t) = d.track {
+                    work.push_back(Work::Keyframe(t));
+                }
+            }
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             info!(participant = %p.id, room = %p.room, "ice disconnected");
