@@ -185,3 +185,48 @@ fn bursts_of_plis_are_merged_not_lost() {
         }
     }
 }
+
+/// Glare: the client offers a new track while our offer is unanswered. We are
+/// the impolite side: its offer is ignored, it rolls back and answers ours,
+/// then offers again, and both changes land.
+#[test]
+fn crossing_offers_resolve_without_failing_the_session() {
+    let (mut bed, pids) = connected_room(1, &["a"]);
+    let a = pids[0];
+    bed.clients.get_mut(&a).unwrap().hold_offers = true;
+    let b = bed.join("r", "b", AV);
+    bed.run(Duration::from_millis(500));
+    assert!(!bed.client(a).held.is_empty(), "the server offered b's tracks to a");
+
+    // a's own offer crosses ours and is ignored, not refused.
+    bed.offer_new_track(a, MediaKind::Video);
+    bed.run(Duration::from_millis(100));
+    assert!(!bed.client(a).has_event(|e| matches!(e, ClientEvent::Error { .. })), "no error for a crossing offer");
+
+    // The polite client rolls back, answers, and offers its track again.
+    bed.answer_held_offers(a);
+    bed.clients.get_mut(&a).unwrap().send_mids.pop();
+    bed.offer_new_track(a, MediaKind::Video);
+    bed.run(Duration::from_millis(500));
+    assert!(bed.client(a).pending.is_none(), "a's second offer was answered");
+
+    // b's media reaches a (our offer landed) and a's new track reaches b (a's offer landed).
+    for n in 0..10 {
+        bed.send_rtp(b, MediaKind::Video, &payload("b", n));
+        bed.run(Duration::from_millis(30));
+    }
+    let c = bed.clients.get_mut(&a).unwrap();
+    let mid = c.send_mids.last().unwrap().1;
+    let pt = c.pt(str0m::format::Codec::Vp8);
+    let now = bed.now;
+    for n in 0..10u64 {
+        let c = bed.clients.get_mut(&a).unwrap();
+        let mut api = c.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None).expect("new track's send stream");
+        tx.write_rtp(str0m::rtp::RtpWrite::new(pt, (n + 1).into(), n as u32 * 3000, now, payload("screen", n as usize)).marker(true));
+        bed.run(Duration::from_millis(30));
+    }
+    bed.run(Duration::from_millis(300));
+    assert!(bed.client(a).rtp.iter().any(|r| tag(&r.payload).starts_with(b"b:")), "b's video reached a");
+    assert!(bed.client(b).rtp.iter().any(|r| tag(&r.payload).starts_with(b"screen:")), "a's new track reached b");
+}

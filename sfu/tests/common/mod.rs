@@ -44,6 +44,10 @@ pub struct Client {
     /// Next sequence number per kind (index 0 audio, 1 video).
     pub seq: [u64; 2],
     pub gone: bool,
+    /// When set, server offers wait in `held` instead of being answered at
+    /// once: a test can then make its own offer cross ours (glare).
+    pub hold_offers: bool,
+    pub held: Vec<String>,
 }
 
 impl Client {
@@ -125,6 +129,8 @@ impl Bed {
                 connected: false,
                 seq: [0, 0],
                 gone: false,
+                hold_offers: false,
+                held: vec![],
             },
         );
         self.dispatch(out);
@@ -164,6 +170,9 @@ impl Bed {
                 let pending = c.pending.take().expect("answer to our offer");
                 c.rtc.sdp_api().accept_answer(pending, answer).unwrap();
             }
+            ClientEvent::Offer { sdp, .. } if c.hold_offers => {
+                c.held.push(sdp.clone());
+            }
             ClientEvent::Offer { sdp, .. } => {
                 let offer = SdpOffer::from_sdp_string(sdp).unwrap();
                 let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
@@ -178,6 +187,33 @@ impl Bed {
             _ => {}
         }
         c.events.push(ev);
+    }
+
+    /// The client adds a send-only track and offers it (a renegotiation it
+    /// starts, like a browser that begins sharing its screen).
+    pub fn offer_new_track(&mut self, pid: ParticipantId, kind: MediaKind) {
+        let c = self.clients.get_mut(&pid).unwrap();
+        let mut api = c.rtc.sdp_api();
+        let mid = api.add_media(kind, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        c.pending = Some(pending);
+        c.send_mids.push((kind, mid));
+        let shard = c.shard;
+        self.shards[shard].handle_command(
+            self.now,
+            ShardCommand::Signal { participant: pid, signal: Signal::Offer { sdp: offer.to_sdp_string(), sources: vec![] } },
+        );
+    }
+
+    /// Answers the held server offers, as a polite client does after glare:
+    /// accepting an offer rolls back its own pending one.
+    pub fn answer_held_offers(&mut self, pid: ParticipantId) {
+        let c = self.clients.get_mut(&pid).unwrap();
+        c.hold_offers = false;
+        c.pending = None;
+        for sdp in std::mem::take(&mut c.held) {
+            self.deliver_to_client(pid, ClientEvent::Offer { sdp, mids: vec![] });
+        }
     }
 
     /// Publishes one RTP packet of `kind` from `pid` with `payload`.
