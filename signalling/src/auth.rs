@@ -36,7 +36,25 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
     pub video: VideoGrant,
+    /// Set on tokens the call flow mints: the token is good only while that
+    /// call request is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<String>,
 }
+
+/// An agent's signed-in session (the console cookie). Its audience keeps it
+/// from being usable as a room token and the other way round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSession {
+    pub iss: String,
+    /// The agent's id.
+    pub sub: i64,
+    pub email: String,
+    pub exp: u64,
+    pub aud: String,
+}
+
+const SESSION_AUDIENCE: &str = "switchboard-agent-session";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -109,15 +127,72 @@ impl Keys {
     }
 
     pub fn mint(&self, room: &str, identity: &str, ttl: Duration, can_publish: bool, can_subscribe: bool) -> anyhow::Result<String> {
+        self.sign(&self.claims(room, identity, ttl, can_publish, can_subscribe)?)
+    }
+
+    /// A token for a call's room, valid only while that call is live.
+    pub fn mint_for_call(&self, call: &str, room: &str, identity: &str, ttl: Duration) -> anyhow::Result<String> {
+        let mut claims = self.claims(room, identity, ttl, true, true)?;
+        claims.call = Some(call.to_string());
+        self.sign(&claims)
+    }
+
+    fn claims(&self, room: &str, identity: &str, ttl: Duration, can_publish: bool, can_subscribe: bool) -> anyhow::Result<Claims> {
         let key = self.default_key().ok_or_else(|| anyhow::anyhow!("no API key configured"))?;
-        let claims = Claims {
+        Ok(Claims {
             iss: key.to_string(),
             sub: identity.to_string(),
             exp: unix_now() + ttl.as_secs(),
             nbf: None,
             video: VideoGrant { room: room.to_string(), room_join: true, can_publish, can_subscribe },
+            call: None,
+        })
+    }
+
+    pub fn sign_session(&self, agent: i64, email: &str, ttl: Duration) -> anyhow::Result<String> {
+        let key = self.default_key().ok_or_else(|| anyhow::anyhow!("no API key configured"))?;
+        let claims = AgentSession {
+            iss: key.to_string(),
+            sub: agent,
+            email: email.to_string(),
+            exp: unix_now() + ttl.as_secs(),
+            aud: SESSION_AUDIENCE.to_string(),
         };
-        self.sign(&claims)
+        let secret = &self.secrets[key];
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
+    }
+
+    pub fn verify_session(&self, token: &str) -> Result<AgentSession, AuthError> {
+        let v = |v: &mut Validation| v.set_audience(&[SESSION_AUDIENCE]);
+        self.decode::<AgentSession>(token, |c| &c.iss, v)
+    }
+
+    /// Verifies an HS256 token: `iss` (read unverified) picks the secret,
+    /// then signature, expiry and whatever `tune` adds are checked.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        iss: impl Fn(&T) -> &String,
+        tune: impl Fn(&mut Validation),
+    ) -> Result<T, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let mut peek = Validation::new(Algorithm::HS256);
+        peek.insecure_disable_signature_validation();
+        peek.validate_exp = false;
+        peek.validate_aud = false;
+        let unverified = jsonwebtoken::decode::<T>(token, &DecodingKey::from_secret(&[]), &peek).map_err(|_| AuthError::Invalid)?;
+        let secret = self.secrets.get(iss(&unverified.claims)).ok_or(AuthError::UnknownKey)?;
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 5;
+        v.validate_nbf = true;
+        tune(&mut v);
+        let data = jsonwebtoken::decode::<T>(token, &DecodingKey::from_secret(secret.as_bytes()), &v).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })?;
+        Ok(data.claims)
     }
 
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
@@ -126,29 +201,11 @@ impl Keys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        if token.is_empty() {
-            return Err(AuthError::Missing);
-        }
-        // Read `iss` unverified only to pick the secret; the real check follows.
-        let mut peek = Validation::new(Algorithm::HS256);
-        peek.insecure_disable_signature_validation();
-        peek.validate_exp = false;
-        let unverified = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&[]), &peek)
-            .map_err(|_| AuthError::Invalid)?;
-        let secret = self.secrets.get(&unverified.claims.iss).ok_or(AuthError::UnknownKey)?;
-        let mut v = Validation::new(Algorithm::HS256);
-        v.leeway = 5;
-        v.validate_nbf = true;
-        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret.as_bytes()), &v).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
-            }
-        })?;
-        if !data.claims.video.room_join || data.claims.video.room.is_empty() || data.claims.sub.is_empty() {
+        let claims = self.decode::<Claims>(token, |c| &c.iss, |_| {})?;
+        if !claims.video.room_join || claims.video.room.is_empty() || claims.sub.is_empty() {
             return Err(AuthError::NoJoinGrant);
         }
-        Ok(data.claims)
+        Ok(claims)
     }
 }
 
@@ -188,5 +245,11 @@ mod tests {
         let mut expired = c.clone();
         expired.exp = unix_now() - 120;
         assert_eq!(keys.verify(&keys.sign(&expired).unwrap()).unwrap_err(), AuthError::Expired);
+
+        // Sessions and room tokens are not interchangeable.
+        let session = keys.sign_session(7, "a@example.com", Duration::from_secs(60)).unwrap();
+        assert_eq!(keys.verify_session(&session).unwrap().sub, 7);
+        assert!(keys.verify(&session).is_err());
+        assert!(keys.verify_session(&t).is_err());
     }
 }

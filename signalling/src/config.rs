@@ -21,6 +21,23 @@ pub enum Command {
     Serve,
     /// Print an access token for a room, signed with the data dir's API key.
     Token(TokenArgs),
+    /// Manage agent accounts (stored in the data dir).
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Create an agent account; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List agent accounts.
+    List,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -53,6 +70,18 @@ pub struct ServeArgs {
     /// Credential for the TURN servers in --ice-server.
     #[arg(long, env = "SWITCHBOARD_TURN_CREDENTIAL", global = true)]
     pub turn_credential: Option<String>,
+    /// A call request nobody accepts within this is marked missed.
+    #[arg(long, env = "SWITCHBOARD_QUEUE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
+    pub queue_timeout: Duration,
+    /// Call requests allowed per client IP per minute.
+    #[arg(long, env = "SWITCHBOARD_CALLS_PER_MINUTE", default_value_t = 10, global = true)]
+    pub calls_per_minute: u32,
+    /// Agent sign-in attempts allowed per client IP per minute.
+    #[arg(long, env = "SWITCHBOARD_LOGINS_PER_MINUTE", default_value_t = 10, global = true)]
+    pub logins_per_minute: u32,
+    /// Mark the agent session cookie Secure (set when serving over HTTPS).
+    #[arg(long, env = "SWITCHBOARD_SECURE_COOKIES", global = true)]
+    pub secure_cookies: bool,
 }
 
 #[derive(Args, Debug)]

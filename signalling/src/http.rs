@@ -1,20 +1,31 @@
-//! HTTP routes: the pages (embedded, no build step), the WebSocket endpoint
-//! and health.
+//! HTTP routes: the pages (embedded, no build step), the room WebSocket,
+//! the call flow's API and health.
 
 use std::sync::Arc;
 
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::StatusCode;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::AppState;
 
-const INDEX_HTML: &str = include_str!("../static/index.html");
+use crate::{agent_api, customer_api};
+
+const CUSTOMER_HTML: &str = include_str!("../static/index.html");
+const AGENT_HTML: &str = include_str!("../static/agent.html");
 const ROOM_HTML: &str = include_str!("../static/room.html");
-const ROOM_JS: &str = include_str!("../static/room.js");
 const STYLE_CSS: &str = include_str!("../static/style.css");
+/// Scripts: `call.js` is the in-call view all pages share.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("call.js", include_str!("../static/call.js")),
+    ("files.js", include_str!("../static/files.js")),
+    ("room.js", include_str!("../static/room.js")),
+    ("customer.js", include_str!("../static/customer.js")),
+    ("agent.js", include_str!("../static/agent.js")),
+];
 
 /// WebSocket frames above this are refused by the transport itself; the
 /// protocol's own, smaller limit is checked per message with a clear error.
@@ -22,13 +33,37 @@ const WS_TRANSPORT_LIMIT: usize = 1 << 20;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route("/", get(|| async { Html(CUSTOMER_HTML) }))
+        .route("/agent", get(|| async { Html(AGENT_HTML) }))
         .route("/room/{room}", get(|| async { Html(ROOM_HTML) }))
-        .route("/static/room.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], ROOM_JS) }))
         .route("/static/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], STYLE_CSS) }))
+        .route("/static/{script}", get(script))
         .route("/healthz", get(|| async { "ok" }))
         .route("/ws", get(ws_upgrade))
+        // Customers.
+        .route("/api/calls", post(customer_api::create))
+        .route("/api/calls/{id}/events", get(customer_api::events))
+        .route("/api/calls/{id}/cancel", post(customer_api::cancel))
+        .route("/api/calls/{id}/hangup", post(customer_api::hangup))
+        // Agents.
+        .route("/api/agent/login", post(agent_api::login))
+        .route("/api/agent/logout", post(agent_api::logout))
+        .route("/api/agent/me", get(agent_api::me))
+        .route("/api/agent/console", get(agent_api::console))
+        .route("/api/agent/queue", get(agent_api::queue))
+        .route("/api/agent/history", get(agent_api::history))
+        .route("/api/agent/agents", get(agent_api::list_agents))
+        .route("/api/calls/{id}/accept", post(agent_api::accept))
+        .route("/api/calls/{id}/invite", post(agent_api::invite))
+        .route("/api/calls/{id}/join", post(agent_api::join))
         .with_state(state)
+}
+
+async fn script(Path(name): Path<String>) -> impl IntoResponse {
+    match SCRIPTS.iter().find(|(n, _)| *n == name) {
+        Some((_, js)) => ([(header::CONTENT_TYPE, "text/javascript")], *js).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> impl IntoResponse {

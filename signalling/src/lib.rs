@@ -7,13 +7,22 @@
 //! - [`ws`]: one signalling session per WebSocket.
 //! - [`http`]: routes and embedded pages.
 //! - [`sink`]: hands media-plane events to the right session.
+//! - [`store`]: SQLite records (agents, call requests, invitations).
+//! - [`calls`]: the call flow's rules; [`customer_api`] and [`agent_api`]
+//!   are its HTTP faces, [`agents`] signs agents in, [`ratelimit`] limits.
 //! - [`config`]: command-line flags; `main.rs` wires it all up.
 
+pub mod agent_api;
+pub mod agents;
 pub mod auth;
+pub mod calls;
 pub mod config;
+pub mod customer_api;
 pub mod http;
 pub mod protocol;
+pub mod ratelimit;
 pub mod sink;
+pub mod store;
 pub mod ws;
 
 use std::future::Future;
@@ -31,6 +40,20 @@ pub struct AppState {
     pub ice_servers: Vec<protocol::IceServer>,
     /// Flips to true when the server is stopping; sessions tell their clients.
     pub shutdown: watch::Receiver<bool>,
+    pub calls: calls::Calls,
+    pub limits: ratelimit::Limits,
+    /// Mark the session cookie `Secure` (when served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+/// The call flow's settings.
+pub struct FlowConfig {
+    pub store: store::Store,
+    /// A queued call nobody accepted within this is marked missed.
+    pub queue_timeout: std::time::Duration,
+    pub calls_per_minute: u32,
+    pub logins_per_minute: u32,
+    pub secure_cookies: bool,
 }
 
 /// A running server's parts, for `main` and for tests.
@@ -41,11 +64,15 @@ pub struct Server {
 
 impl Server {
     /// Starts the media plane with `sfu_config` and builds the state.
-    pub fn new(sfu_config: sfu::SfuConfig, keys: auth::Keys, ice_servers: Vec<protocol::IceServer>) -> std::io::Result<Server> {
+    pub fn new(sfu_config: sfu::SfuConfig, keys: auth::Keys, ice_servers: Vec<protocol::IceServer>, flow: FlowConfig) -> std::io::Result<Server> {
         let clients = Arc::new(sink::Clients::default());
         let sfu = Sfu::start(sfu_config, clients.clone())?;
         let (shutdown_tx, shutdown) = watch::channel(false);
-        Ok(Server { state: Arc::new(AppState { sfu, clients, keys, ice_servers, shutdown }), shutdown_tx })
+        let calls = calls::Calls::new(flow.store, keys.clone(), flow.queue_timeout);
+        let limits = ratelimit::Limits::new(flow.calls_per_minute, flow.logins_per_minute);
+        let secure_cookies = flow.secure_cookies;
+        let state = AppState { sfu, clients, keys, ice_servers, shutdown, calls, limits, secure_cookies };
+        Ok(Server { state: Arc::new(state), shutdown_tx })
     }
 
     /// Serves HTTP on `listener` until `signal` resolves, then tells every
@@ -59,13 +86,29 @@ impl Server {
             tracing::info!("shutting down");
             let _ = tx.send(true);
         };
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(graceful);
         // Sessions close within a round trip; don't let a stuck one hold the exit.
         let res = tokio::select! {
             r = serve => r,
             _ = async { let _ = done.wait_for(|v| *v).await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => Ok(()),
         };
+        housekeeping.abort();
         self.state.sfu.shutdown();
         res
+    }
+}
+
+/// Periodic chores: queued calls time out into "missed"; idle rate-limit
+/// entries are forgotten.
+async fn housekeeping(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    for n in 0u64.. {
+        tick.tick().await;
+        state.calls.sweep_missed().await;
+        if n % 60 == 0 {
+            state.limits.forget_idle();
+        }
     }
 }

@@ -1,9 +1,12 @@
-//! The `switchboard` binary: `switchboard` serves, `switchboard token` mints.
+//! The `switchboard` binary: `switchboard` serves, `switchboard token` mints,
+//! `switchboard agent add` creates console accounts.
 
 use anyhow::Context;
 use clap::Parser;
 use signalling::auth::Keys;
-use signalling::config::{Cli, Command, ServeArgs};
+use signalling::config::{AgentCommand, Cli, Command, ServeArgs};
+use signalling::store::Store;
+use signalling::FlowConfig;
 use signalling::protocol::IceServer;
 use signalling::Server;
 use tracing::info;
@@ -23,8 +26,34 @@ fn main() -> anyhow::Result<()> {
             println!("{}", keys.mint(&t.room, &t.identity, t.ttl, !t.no_publish, !t.no_subscribe)?);
             Ok(())
         }
+        Some(Command::Agent(cmd)) => agent(cmd, &cli.serve),
         Some(Command::Serve) | None => serve(cli.serve),
     }
+}
+
+fn agent(cmd: AgentCommand, args: &ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let store = Store::open(&args.data_dir).await.context("opening the records")?;
+        match cmd {
+            AgentCommand::Add { email, .. } => {
+                let mut password = String::new();
+                std::io::stdin().read_line(&mut password)?;
+                let password = password.trim_end_matches(['\r', '\n']);
+                anyhow::ensure!(password.len() >= 8, "the password must have at least 8 characters");
+                anyhow::ensure!(email.contains('@'), "{email:?} is not an email address");
+                let hash = signalling::agents::hash_password(password)?;
+                store.add_agent(email.trim(), &hash).await.with_context(|| format!("adding {email} (does it exist already?)"))?;
+                eprintln!("agent {email} added");
+            }
+            AgentCommand::List => {
+                for a in store.agents().await? {
+                    println!("{}", a.email);
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -48,7 +77,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let server = Server::new(sfu_config, keys, ice_servers).context("starting the media plane")?;
+        let store = Store::open(&args.data_dir).await.context("opening the records")?;
+        let flow = FlowConfig {
+            store,
+            queue_timeout: args.queue_timeout,
+            calls_per_minute: args.calls_per_minute,
+            logins_per_minute: args.logins_per_minute,
+            secure_cookies: args.secure_cookies,
+        };
+        let server = Server::new(sfu_config, keys, ice_servers, flow).context("starting the media plane")?;
         let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
         info!("switchboard listening on http://{}", listener.local_addr()?);
         server.run(listener, stop_signal()).await?;

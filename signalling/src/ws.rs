@@ -10,6 +10,7 @@ use sfu::{ClientEvent, JoinRequest, ParticipantId, Permissions, ShardId, Signal}
 use tokio::time::{interval, timeout, Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use crate::calls::CallEvent;
 use crate::protocol::{ClientMsg, ServerMsg, MAX_CLIENT_MESSAGE};
 use crate::AppState;
 
@@ -31,8 +32,9 @@ type Rx = futures_util::stream::SplitStream<WebSocket>;
 
 pub async fn session(socket: WebSocket, state: Arc<AppState>) {
     let (mut tx, mut rx) = socket.split();
-    let Some((pid, shard, mut events)) = join(&mut tx, &mut rx, &state).await else { return };
+    let Some((pid, shard, room, mut events)) = join(&mut tx, &mut rx, &state).await else { return };
     let mut shutdown = state.shutdown.clone();
+    let mut calls = state.calls.subscribe();
     let mut ping = interval(PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
@@ -90,6 +92,14 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>) {
                 }
                 if tx.send(Message::Ping(Default::default())).await.is_err() { break; }
             }
+            ev = calls.recv() => {
+                if let Ok(CallEvent::RoomClosed { room: closed }) = ev {
+                    if closed == room {
+                        close(&mut tx, "call_ended", "the call has ended", CLOSE_NORMAL).await;
+                        break;
+                    }
+                }
+            }
             _ = shutdown.changed() => {
                 close(&mut tx, "server_shutdown", "the server is shutting down", CLOSE_AWAY).await;
                 break;
@@ -102,7 +112,7 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>) {
 }
 
 /// Waits for the join message and admits the participant, or refuses and closes.
-async fn join(tx: &mut Tx, rx: &mut Rx, state: &AppState) -> Option<(ParticipantId, ShardId, tokio::sync::mpsc::Receiver<ClientEvent>)> {
+async fn join(tx: &mut Tx, rx: &mut Rx, state: &AppState) -> Option<(ParticipantId, ShardId, String, tokio::sync::mpsc::Receiver<ClientEvent>)> {
     let first = match timeout(JOIN_TIMEOUT, rx.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(_))) => {
@@ -140,6 +150,14 @@ async fn join(tx: &mut Tx, rx: &mut Rx, state: &AppState) -> Option<(Participant
         close(tx, "wrong_room", &m, CLOSE_POLICY).await;
         return None;
     }
+    // Call-flow tokens are good only while their call is live.
+    if let Some(call) = &claims.call {
+        if let Err((code, message)) = state.calls.admits(call).await {
+            info!(identity = %claims.sub, %call, "join refused: {message}");
+            close(tx, code, &message, CLOSE_POLICY).await;
+            return None;
+        }
+    }
 
     let pid = state.sfu.allocate_participant();
     let events = state.clients.register(pid);
@@ -161,7 +179,7 @@ async fn join(tx: &mut Tx, rx: &mut Rx, state: &AppState) -> Option<(Participant
         state.sfu.leave(pid);
         return None;
     }
-    Some((pid, joined.shard, events))
+    Some((pid, joined.shard, claims.video.room, events))
 }
 
 async fn handle(state: &AppState, pid: ParticipantId, shard: ShardId, msg: ClientMsg, tx: &mut Tx) {

@@ -18,7 +18,17 @@ const SECRET: &str = "test-secret-test-secret-test-secret";
 
 async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
     let config = sfu::SfuConfig { shards: 2, udp_bind: [127, 0, 0, 1].into(), udp_port: 0, public_ip: None };
-    let server = Server::new(config, Keys::single(KEY, SECRET), vec![]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = signalling::store::Store::open(dir.path()).await.unwrap();
+    std::mem::forget(dir); // lives as long as the test process
+    let flow = signalling::FlowConfig {
+        store,
+        queue_timeout: Duration::from_secs(600),
+        calls_per_minute: 10,
+        logins_per_minute: 10,
+        secure_cookies: false,
+    };
+    let server = Server::new(config, Keys::single(KEY, SECRET), vec![], flow).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -85,6 +95,7 @@ async fn joins_without_a_valid_grant_are_refused() {
         exp: unix_now() - 600,
         nbf: None,
         video: VideoGrant { room: "r".into(), room_join: true, can_publish: true, can_subscribe: true },
+        call: None,
     };
     assert_refused(&url, &Keys::single(KEY, SECRET).sign(&expired).unwrap(), None, "token_expired").await;
     // A valid token for another room.

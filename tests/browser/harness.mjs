@@ -39,34 +39,47 @@ export async function waitFor(fn, ms, what) {
   throw new Error(`timed out after ${ms} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
 }
 
-/** Starts switchboard on free loopback ports with a fresh data dir. */
-export async function startServer({ shards = 2 } = {}) {
+/** Starts switchboard on free loopback ports with a fresh data dir
+ *  (or `dataDir`, kept across `restart()`). `args` are extra flags. */
+export async function startServer({ shards = 2, args = [] } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-test-'));
   const port = await freePort();
-  const proc = spawn(BIN, ['--http', `127.0.0.1:${port}`, '--udp-port', '0', '--shards', String(shards), '--data-dir', dataDir], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  proc.stderr.on('data', (d) => { log += d; });
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(async () => { try { return (await fetch(`${url}/healthz`)).ok; } catch { return false; } }, 15000, 'server health');
+  let proc, log = '';
+  const launch = async () => {
+    proc = spawn(BIN, ['--http', `127.0.0.1:${port}`, '--udp-port', '0', '--shards', String(shards), '--data-dir', dataDir, ...args], {
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    proc.stderr.on('data', (d) => { log += d; });
+    await waitFor(async () => { try { return (await fetch(`${url}/healthz`)).ok; } catch { return false; } }, 15000, 'server health');
+  };
+  const halt = async () => {
+    if (proc.exitCode === null) {
+      proc.kill('SIGTERM');
+      await Promise.race([new Promise((r) => proc.once('exit', r)), sleep(8000)]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    }
+  };
+  await launch();
   return {
-    url, proc, dataDir,
+    url, dataDir,
+    get proc() { return proc; },
     log: () => log,
     token: (room, identity, extra = []) =>
       execFileSync(BIN, ['token', '--data-dir', dataDir, '--room', room, '--identity', identity, ...extra]).toString().trim(),
+    /** Creates an agent account with the CLI, as an operator would. */
+    addAgent: (email, password) =>
+      execFileSync(BIN, ['agent', 'add', '--data-dir', dataDir, '--email', email, '--password-stdin'], { input: `${password}\n`, stdio: ['pipe', 'ignore', 'ignore'] }),
     /** Process CPU seconds (user + system) from /proc. */
     cpuSeconds: () => {
       const f = readFileSync(`/proc/${proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');
       return (Number(f[11]) + Number(f[12])) / 100;
     },
+    /** Stops the server (SIGTERM) and starts it again on the same port and data. */
+    restart: async () => { await halt(); await launch(); },
     stop: async () => {
-      if (proc.exitCode === null) {
-        proc.kill('SIGTERM');
-        await Promise.race([new Promise((r) => proc.once('exit', r)), sleep(8000)]);
-        if (proc.exitCode === null) proc.kill('SIGKILL');
-      }
+      await halt();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

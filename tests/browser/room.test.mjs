@@ -56,7 +56,7 @@ test('three browsers see, hear and message each other; a closed tab leaves', { t
 
   // Chat over the data channel reaches the two others, tagged with the sender.
   await pages.alice.fill('#chat-input', 'hello from alice');
-  await pages.alice.getByRole('button', { name: 'Send' }).click();
+  await pages.alice.getByRole('button', { name: 'Send', exact: true }).click();
   for (const name of ['bob', 'carol']) {
     await waitFor(() => pages[name].evaluate(() => window.switchboard.chat.some((m) => m.from === 'alice' && m.text === 'hello from alice')),
       10000, `${name} receiving alice's chat`);

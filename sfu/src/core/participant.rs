@@ -108,6 +108,9 @@ pub fn rtc_config() -> RtcConfig {
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
+        // str0m's default (128 KiB) would refuse relayed data long before
+        // our own per-recipient bound does.
+        .set_sctp_max_buffered_amount(super::shard::MAX_DATA_BUFFERED)
 }
 
 impl Participant {

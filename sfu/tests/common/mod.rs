@@ -231,6 +231,14 @@ impl Bed {
         tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload.to_vec()).marker(true).nackable(true));
     }
 
+    /// Sends a binary data channel message; false if the client's own
+    /// buffer refused it.
+    pub fn send_binary(&mut self, pid: ParticipantId, data: &[u8]) -> bool {
+        let c = self.clients.get_mut(&pid).unwrap();
+        let cid = c.channel.unwrap();
+        c.rtc.channel(cid).unwrap().write(true, data).unwrap()
+    }
+
     pub fn send_data(&mut self, pid: ParticipantId, text: &str) {
         let c = self.clients.get_mut(&pid).unwrap();
         let cid = c.channel.unwrap();
@@ -316,7 +324,9 @@ impl Bed {
                     moved = true;
                     if let Some(c) = self.clients.values_mut().find(|c| c.addr == t.destination && !c.gone) {
                         let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-                        c.rtc.handle_input(Input::Receive(now, r)).unwrap();
+                        // A refused datagram (e.g. DTLS receive queue full in a
+                        // burst) is a lost packet, as on a real network.
+                        let _ = c.rtc.handle_input(Input::Receive(now, r));
                     }
                 }
                 let mut outs = Vec::new();

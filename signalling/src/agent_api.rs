@@ -1,0 +1,165 @@
+//! The agents' side: sign-in, the live console (queue and invitations over a
+//! WebSocket), accepting, inviting, joining when invited, and history. Every
+//! endpoint but sign-in needs a [`SignedInAgent`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use axum_extra::extract::CookieJar;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::agents::{self, ApiError, SignedInAgent};
+use crate::calls::{CallEvent, RoomPass};
+use crate::store::{now_ms, Call};
+use crate::AppState;
+
+#[derive(Deserialize)]
+pub struct Login {
+    email: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    Json(body): Json<Login>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.limits.login_attempt(peer.ip())?;
+    let agent = state.calls.store.agent_by_email(body.email.trim()).await?;
+    // Verify against a dummy hash for unknown emails: same cost, same answer.
+    let hash = agent.as_ref().map_or(agents::dummy_hash(), |a| a.password_hash.as_str()).to_string();
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || agents::verify_password(&password, &hash)).await.unwrap_or(false);
+    let Some(agent) = agent.filter(|_| ok) else {
+        tracing::info!(ip = %peer.ip(), "agent sign-in failed");
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong email or password".into()));
+    };
+    let token = state.keys.sign_session(agent.id, &agent.email, agents::SESSION_TTL).map_err(|e| {
+        tracing::error!("signing a session: {e}");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "token_error", "could not sign you in".into())
+    })?;
+    tracing::info!(agent = %agent.email, "agent signed in");
+    Ok((jar.add(agents::session_cookie(token, state.secure_cookies)), Json(serde_json::json!({ "email": agent.email }))))
+}
+
+pub async fn logout(jar: CookieJar) -> impl IntoResponse {
+    (jar.remove(agents::cleared_cookie()), Json(serde_json::json!({})))
+}
+
+pub async fn me(agent: SignedInAgent) -> impl IntoResponse {
+    Json(serde_json::json!({ "id": agent.id, "email": agent.email }))
+}
+
+/// A call as the console shows it.
+#[derive(Serialize)]
+struct CallView<'a> {
+    #[serde(flatten)]
+    call: &'a Call,
+    waited_ms: i64,
+    duration_ms: Option<i64>,
+}
+
+fn view(call: &Call) -> CallView<'_> {
+    let duration_ms = call.accepted_at.zip(call.ended_at).map(|(a, e)| e - a);
+    CallView { call, waited_ms: call.accepted_at.unwrap_or_else(now_ms) - call.created_at, duration_ms }
+}
+
+fn pass_json(pass: &RoomPass) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "call": view(&pass.call), "room": pass.call.room, "token": pass.token }))
+}
+
+pub async fn accept(State(state): State<Arc<AppState>>, agent: SignedInAgent, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(pass_json(&state.calls.accept(&id, agent.id, &agent.email).await?))
+}
+
+#[derive(Deserialize)]
+pub struct Invite {
+    email: String,
+}
+
+pub async fn invite(
+    State(state): State<Arc<AppState>>,
+    agent: SignedInAgent,
+    Path(id): Path<String>,
+    Json(body): Json<Invite>,
+) -> Result<impl IntoResponse, ApiError> {
+    state.calls.invite(&id, agent.id, &agent.email, &body.email).await?;
+    Ok(Json(serde_json::json!({ "invited": body.email })))
+}
+
+pub async fn join(State(state): State<Arc<AppState>>, agent: SignedInAgent, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(pass_json(&state.calls.join_invited(&id, agent.id, &agent.email).await?))
+}
+
+pub async fn history(State(state): State<Arc<AppState>>, _agent: SignedInAgent) -> Result<impl IntoResponse, ApiError> {
+    let calls = state.calls.store.history(200).await?;
+    Ok(Json(serde_json::json!({ "calls": calls.iter().map(view).collect::<Vec<_>>() })))
+}
+
+pub async fn queue(State(state): State<Arc<AppState>>, _agent: SignedInAgent) -> Result<impl IntoResponse, ApiError> {
+    let calls = state.calls.store.queue().await?;
+    Ok(Json(serde_json::json!({ "calls": calls.iter().map(view).collect::<Vec<_>>() })))
+}
+
+pub async fn list_agents(State(state): State<Arc<AppState>>, _agent: SignedInAgent) -> Result<impl IntoResponse, ApiError> {
+    let agents = state.calls.store.agents().await?;
+    Ok(Json(serde_json::json!({ "agents": agents })))
+}
+
+/// The console's live feed: the whole queue now and after every change, and
+/// invitations addressed to this agent.
+pub async fn console(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>, agent: SignedInAgent) -> impl IntoResponse {
+    ws.on_upgrade(move |socket| feed(socket, state, agent))
+}
+
+async fn feed(socket: WebSocket, state: Arc<AppState>, agent: SignedInAgent) {
+    let (mut tx, mut rx) = socket.split();
+    let mut events = state.calls.subscribe();
+    let mut shutdown = state.shutdown.clone();
+    let mut ping = tokio::time::interval(Duration::from_secs(20));
+    let mut send_queue = true;
+    loop {
+        if std::mem::take(&mut send_queue) {
+            let queue = match state.calls.store.queue().await {
+                Ok(q) => q,
+                Err(e) => {
+                    tracing::error!("reading the queue: {e}");
+                    break;
+                }
+            };
+            let msg = serde_json::json!({ "type": "queue", "calls": queue.iter().map(view).collect::<Vec<_>>() });
+            if tx.send(Message::Text(msg.to_string().into())).await.is_err() {
+                break;
+            }
+        }
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(CallEvent::QueueChanged) | Err(RecvError::Lagged(_)) => send_queue = true,
+                Ok(CallEvent::Invited { agent: to, call, room, customer, by }) if to == agent.id => {
+                    let msg = serde_json::json!({ "type": "invite", "call": call, "room": room, "customer": customer, "by": by });
+                    if tx.send(Message::Text(msg.to_string().into())).await.is_err() { break; }
+                }
+                Ok(_) => {}
+                Err(RecvError::Closed) => break,
+            },
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {} // the feed is one-way
+            },
+            _ = ping.tick() => {
+                if tx.send(Message::Ping(Default::default())).await.is_err() { break; }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    let _ = tx.close().await;
+}

@@ -1,0 +1,299 @@
+//! Durable records in SQLite (the data dir's `switchboard.db`): agents, call
+//! requests and invitations. State changes that can race (two agents
+//! accepting one call) are single conditional UPDATEs, so the database
+//! decides the winner.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::FromRow;
+
+pub const DB_FILE: &str = "switchboard.db";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    Queued,
+    Accepted,
+    Ended,
+    Cancelled,
+    /// Queued longer than the configured timeout.
+    Missed,
+}
+
+impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Queued => "queued",
+            CallStatus::Accepted => "accepted",
+            CallStatus::Ended => "ended",
+            CallStatus::Cancelled => "cancelled",
+            CallStatus::Missed => "missed",
+        }
+    }
+
+    /// A live call's room may be joined with its tokens.
+    pub fn is_live(self) -> bool {
+        matches!(self, CallStatus::Queued | CallStatus::Accepted)
+    }
+}
+
+impl FromStr for CallStatus {
+    type Err = sqlx::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => CallStatus::Queued,
+            "accepted" => CallStatus::Accepted,
+            "ended" => CallStatus::Ended,
+            "cancelled" => CallStatus::Cancelled,
+            "missed" => CallStatus::Missed,
+            other => return Err(sqlx::Error::Decode(format!("unknown call status {other:?}").into())),
+        })
+    }
+}
+
+/// A call request and what became of it. Times are Unix milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    pub id: String,
+    pub customer_name: String,
+    pub topic: String,
+    pub room: String,
+    pub status: CallStatus,
+    pub created_at: i64,
+    pub accepted_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub agent_id: Option<i64>,
+    /// The accepting agent's email, when there is one.
+    pub agent: Option<String>,
+}
+
+#[derive(FromRow)]
+struct CallRow {
+    id: String,
+    customer_name: String,
+    topic: String,
+    room: String,
+    status: String,
+    created_at: i64,
+    accepted_at: Option<i64>,
+    ended_at: Option<i64>,
+    agent_id: Option<i64>,
+    agent: Option<String>,
+}
+
+impl TryFrom<CallRow> for Call {
+    type Error = sqlx::Error;
+    fn try_from(r: CallRow) -> Result<Self, Self::Error> {
+        Ok(Call {
+            status: r.status.parse()?,
+            id: r.id,
+            customer_name: r.customer_name,
+            topic: r.topic,
+            room: r.room,
+            created_at: r.created_at,
+            accepted_at: r.accepted_at,
+            ended_at: r.ended_at,
+            agent_id: r.agent_id,
+            agent: r.agent,
+        })
+    }
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Agent {
+    pub id: i64,
+    pub email: String,
+    #[serde(skip)]
+    pub password_hash: String,
+}
+
+const CALL_COLUMNS: &str = "SELECT c.id, c.customer_name, c.topic, c.room, c.status, c.created_at, c.accepted_at, \
+     c.ended_at, c.agent_id, a.email AS agent FROM calls c LEFT JOIN agents a ON a.id = c.agent_id";
+
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir` and migrates it.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join(DB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    // ---- agents ------------------------------------------------------------
+
+    pub async fn add_agent(&self, email: &str, password_hash: &str) -> Result<i64, sqlx::Error> {
+        let r = sqlx::query("INSERT INTO agents (email, password_hash, created_at) VALUES (?, ?, ?)")
+            .bind(email)
+            .bind(password_hash)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.last_insert_rowid())
+    }
+
+    pub async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, sqlx::Error> {
+        sqlx::query_as("SELECT id, email, password_hash FROM agents WHERE email = ?").bind(email).fetch_optional(&self.pool).await
+    }
+
+    pub async fn agent(&self, id: i64) -> Result<Option<Agent>, sqlx::Error> {
+        sqlx::query_as("SELECT id, email, password_hash FROM agents WHERE id = ?").bind(id).fetch_optional(&self.pool).await
+    }
+
+    pub async fn agents(&self) -> Result<Vec<Agent>, sqlx::Error> {
+        sqlx::query_as("SELECT id, email, password_hash FROM agents ORDER BY email").fetch_all(&self.pool).await
+    }
+
+    // ---- calls -------------------------------------------------------------
+
+    pub async fn create_call(&self, id: &str, customer_name: &str, topic: &str, room: &str) -> Result<Call, sqlx::Error> {
+        sqlx::query("INSERT INTO calls (id, customer_name, topic, room, status, created_at) VALUES (?, ?, ?, ?, 'queued', ?)")
+            .bind(id)
+            .bind(customer_name)
+            .bind(topic)
+            .bind(room)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        self.call(id).await?.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    pub async fn call(&self, id: &str) -> Result<Option<Call>, sqlx::Error> {
+        let row: Option<CallRow> =
+            sqlx::query_as(&format!("{CALL_COLUMNS} WHERE c.id = ?")).bind(id).fetch_optional(&self.pool).await?;
+        row.map(Call::try_from).transpose()
+    }
+
+    /// Queued calls, oldest first (the order agents should take them).
+    pub async fn queue(&self) -> Result<Vec<Call>, sqlx::Error> {
+        self.calls_where("c.status = 'queued' ORDER BY c.created_at, c.id", 1000).await
+    }
+
+    /// Calls that are over, newest first.
+    pub async fn history(&self, limit: i64) -> Result<Vec<Call>, sqlx::Error> {
+        self.calls_where("c.status IN ('ended', 'cancelled', 'missed') ORDER BY c.created_at DESC", limit).await
+    }
+
+    async fn calls_where(&self, clause: &str, limit: i64) -> Result<Vec<Call>, sqlx::Error> {
+        let rows: Vec<CallRow> =
+            sqlx::query_as(&format!("{CALL_COLUMNS} WHERE {clause} LIMIT ?")).bind(limit).fetch_all(&self.pool).await?;
+        rows.into_iter().map(Call::try_from).collect()
+    }
+
+    /// 1-based place of a queued call in the queue.
+    pub async fn queue_position(&self, call: &Call) -> Result<i64, sqlx::Error> {
+        let (ahead,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM calls WHERE status = 'queued' AND (created_at < ? OR (created_at = ? AND id < ?))",
+        )
+        .bind(call.created_at)
+        .bind(call.created_at)
+        .bind(&call.id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ahead + 1)
+    }
+
+    /// Gives a queued call to `agent`; false if it was not queued any more
+    /// (another agent was first, or the customer left).
+    pub async fn accept(&self, id: &str, agent: i64) -> Result<bool, sqlx::Error> {
+        let r = sqlx::query("UPDATE calls SET status = 'accepted', agent_id = ?, accepted_at = ? WHERE id = ? AND status = 'queued'")
+            .bind(agent)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Closes a live call: an accepted one ends, a queued one is cancelled.
+    /// Returns the new status, or None if the call was not live.
+    pub async fn finish(&self, id: &str) -> Result<Option<CallStatus>, sqlx::Error> {
+        let r = sqlx::query(
+            "UPDATE calls SET ended_at = ?, status = CASE status WHEN 'accepted' THEN 'ended' ELSE 'cancelled' END \
+             WHERE id = ? AND status IN ('queued', 'accepted') RETURNING status",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match r {
+            Some(row) => Ok(Some(sqlx::Row::try_get::<String, _>(&row, 0)?.parse()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks calls queued since before `cutoff_ms` as missed; returns how many.
+    pub async fn mark_missed(&self, cutoff_ms: i64) -> Result<u64, sqlx::Error> {
+        let r = sqlx::query("UPDATE calls SET status = 'missed', ended_at = ? WHERE status = 'queued' AND created_at < ?")
+            .bind(now_ms())
+            .bind(cutoff_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    // ---- invitations -------------------------------------------------------
+
+    pub async fn invite(&self, call: &str, agent: i64, by: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT OR IGNORE INTO invites (call_id, agent_id, invited_by, created_at) VALUES (?, ?, ?, ?)")
+            .bind(call)
+            .bind(agent)
+            .bind(by)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn is_invited(&self, call: &str, agent: i64) -> Result<bool, sqlx::Error> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM invites WHERE call_id = ? AND agent_id = ?").bind(call).bind(agent).fetch_optional(&self.pool).await?;
+        Ok(row.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_accept_wins_and_records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let a = store.add_agent("a@example.com", "h").await.unwrap();
+        let b = store.add_agent("b@example.com", "h").await.unwrap();
+        store.create_call("c1", "Carla", "billing", "call-c1").await.unwrap();
+        store.create_call("c2", "Dan", "", "call-c2").await.unwrap();
+        let (ra, rb) = tokio::join!(store.accept("c1", a), store.accept("c1", b));
+        assert!(ra.unwrap() ^ rb.unwrap(), "exactly one accept wins");
+        drop(store);
+
+        let store = Store::open(dir.path()).await.unwrap();
+        let queue = store.queue().await.unwrap();
+        assert_eq!(queue.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c2"]);
+        assert_eq!(store.queue_position(&queue[0]).await.unwrap(), 1);
+        assert_eq!(store.finish("c1").await.unwrap(), Some(CallStatus::Ended));
+        assert_eq!(store.finish("c1").await.unwrap(), None, "a finished call stays finished");
+        assert_eq!(store.finish("c2").await.unwrap(), Some(CallStatus::Cancelled));
+        let history = store.history(10).await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert!(history.iter().any(|c| c.id == "c1" && c.agent.is_some() && c.accepted_at.is_some()));
+    }
+}

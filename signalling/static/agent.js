@@ -1,0 +1,211 @@
+// The agent console: sign in, watch the queue live, accept, invite, history.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const agent = { me: null, queue: [], invites: [], history: [], feed: null, inCall: null };
+window.agent = agent;
+
+async function api(method, path, body) {
+  const res = await fetch(path, {
+    method,
+    headers: body ? { 'content-type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+    credentials: 'same-origin',
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) { const e = new Error(data.message || `request failed (${res.status})`); e.code = data.error; e.status = res.status; throw e; }
+  return data;
+}
+
+const clock = (ms) => { const s = Math.max(0, Math.round(ms / 1000)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`; };
+const say = (text) => { $('console-status').textContent = text; };
+
+function showConsole() {
+  $('login').hidden = true;
+  $('call').hidden = true;
+  $('console').hidden = false;
+  $('me').textContent = agent.me.email;
+}
+
+// ---- queue and invitations (live over a WebSocket) ----------------------
+
+function renderQueue() {
+  const ul = $('queue');
+  ul.replaceChildren();
+  $('queue-empty').hidden = agent.queue.length > 0;
+  const now = performance.now();
+  for (const c of agent.queue) {
+    const li = document.createElement('li');
+    li.className = 'queue-item';
+    li.dataset.call = c.id;
+    const who = document.createElement('strong');
+    who.textContent = c.customer_name;
+    const topic = document.createElement('span');
+    topic.textContent = c.topic || 'no topic';
+    const waited = document.createElement('span');
+    waited.className = 'waited';
+    waited.dataset.base = String(c.waited_ms - (now - agent.queueAt));
+    waited.textContent = clock(c.waited_ms);
+    const accept = document.createElement('button');
+    accept.type = 'button'; accept.className = 'primary'; accept.textContent = 'Accept';
+    accept.setAttribute('aria-describedby', `q-${c.id}`);
+    who.id = `q-${c.id}`;
+    accept.onclick = () => acceptCall(c, accept);
+    li.append(who, topic, waited, accept);
+    ul.append(li);
+  }
+}
+
+setInterval(() => {
+  for (const w of document.querySelectorAll('#queue .waited')) w.textContent = clock(Number(w.dataset.base) + performance.now() - agent.queueAt);
+}, 1000);
+
+function renderInvites() {
+  const ul = $('invites');
+  ul.replaceChildren();
+  for (const inv of agent.invites) {
+    const li = document.createElement('li');
+    li.className = 'queue-item';
+    li.textContent = `${inv.by} invites you to the call with ${inv.customer} `;
+    const join = document.createElement('button');
+    join.type = 'button'; join.className = 'primary'; join.textContent = 'Join';
+    join.onclick = async () => {
+      try {
+        const pass = await api('POST', `/api/calls/${encodeURIComponent(inv.call)}/join`);
+        agent.invites = agent.invites.filter((i) => i !== inv);
+        renderInvites();
+        enterCall(pass);
+      } catch (e) { say(e.message); }
+    };
+    li.append(join);
+    ul.append(li);
+  }
+}
+
+function connectFeed() {
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/agent/console`);
+  agent.feed = ws;
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    if (m.type === 'queue') {
+      agent.queue = m.calls;
+      agent.queueAt = performance.now();
+      renderQueue();
+      loadHistory();
+    } else if (m.type === 'invite') {
+      agent.invites.push(m);
+      renderInvites();
+      say(`${m.by} invites you into a call`);
+    }
+  };
+  ws.onclose = () => { if (agent.me) setTimeout(connectFeed, 1000); };
+}
+
+async function loadHistory() {
+  try {
+    const { calls } = await api('GET', '/api/agent/history');
+    agent.history = calls;
+    const tbody = $('history').querySelector('tbody');
+    tbody.replaceChildren();
+    for (const c of calls) {
+      const tr = document.createElement('tr');
+      const started = new Date(c.accepted_at || c.created_at).toLocaleString();
+      for (const v of [c.customer_name, c.agent || '—', started, c.duration_ms == null ? '—' : clock(c.duration_ms), c.status]) {
+        const td = document.createElement('td');
+        td.textContent = v;
+        tr.append(td);
+      }
+      tbody.append(tr);
+    }
+  } catch (e) { /* signed out */ }
+}
+
+// ---- calls ----------------------------------------------------------------
+
+async function acceptCall(c, button) {
+  button.disabled = true;
+  try {
+    enterCall(await api('POST', `/api/calls/${encodeURIComponent(c.id)}/accept`));
+  } catch (e) {
+    say(e.code === 'already_taken' ? `Too late: ${e.message}` : e.message);
+    button.disabled = false;
+  }
+}
+
+async function inviteControls(call) {
+  const select = document.createElement('select');
+  select.setAttribute('aria-label', 'Agent to invite');
+  try {
+    const { agents } = await api('GET', '/api/agent/agents');
+    for (const a of agents) {
+      if (a.email === agent.me.email) continue;
+      const o = document.createElement('option');
+      o.value = a.email; o.textContent = a.email;
+      select.append(o);
+    }
+  } catch (e) { /* the call goes on without invitations */ }
+  const invite = document.createElement('button');
+  invite.type = 'button'; invite.textContent = 'Invite';
+  invite.disabled = select.options.length === 0;
+  invite.onclick = async () => {
+    try {
+      await api('POST', `/api/calls/${encodeURIComponent(call.id)}/invite`, { email: select.value });
+      document.getElementById('status').textContent = `Invited ${select.value}`;
+    } catch (e) {
+      document.getElementById('status').textContent = e.message;
+    }
+  };
+  return [select, invite];
+}
+
+async function enterCall(pass) {
+  agent.inCall = pass.call;
+  $('console').hidden = true;
+  const controls = await inviteControls(pass.call);
+  window.SwitchboardCall.start({
+    mount: $('call'),
+    token: pass.token,
+    room: pass.room,
+    title: `Call with ${pass.call.customer_name}${pass.call.topic ? ` — ${pass.call.topic}` : ''}`,
+    leaveLabel: 'Hang up',
+    controls,
+    onLeave: () => api('POST', `/api/calls/${encodeURIComponent(pass.call.id)}/hangup`, {}),
+    onClosed: () => {
+      agent.inCall = null;
+      setTimeout(() => { showConsole(); say('Call ended'); loadHistory(); }, 1500);
+    },
+  });
+}
+
+// ---- sign-in -------------------------------------------------------------
+
+$('login-form').onsubmit = async (e) => {
+  e.preventDefault();
+  $('login-error').textContent = '';
+  try {
+    await api('POST', '/api/agent/login', { email: $('email').value, password: $('password').value });
+    await start();
+  } catch (err) {
+    $('login-error').textContent = err.message;
+  }
+};
+
+$('logout').onclick = async () => {
+  await api('POST', '/api/agent/logout', {}).catch(() => {});
+  agent.me = null;
+  if (agent.feed) agent.feed.close();
+  location.reload();
+};
+
+async function start() {
+  try {
+    agent.me = await api('GET', '/api/agent/me');
+  } catch (e) {
+    $('login').hidden = false;
+    return;
+  }
+  showConsole();
+  connectFeed();
+}
+
+start();

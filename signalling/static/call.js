@@ -1,0 +1,371 @@
+// Switchboard in-call view, shared by the room page, the customer page and
+// the agent console. Protocol: docs/protocol.md.
+// Negotiation is "perfect negotiation" with this page as the polite peer:
+// a server offer that crosses ours wins, we roll back and offer again later.
+'use strict';
+
+(function () {
+  const CALL_HTML = `
+<header class="bar">
+  <strong class="call-title"></strong>
+  <span id="status" role="status" aria-live="polite">Connecting…</span>
+</header>
+<main class="room">
+  <section id="tiles" class="tiles" aria-label="Participants">
+    <figure class="tile local" id="local-tile">
+      <video id="local-video" autoplay playsinline muted></video>
+      <figcaption id="local-label">You</figcaption>
+    </figure>
+  </section>
+  <aside class="side">
+    <section class="chat" aria-label="Chat">
+      <ol id="chat-log" class="chat-log" aria-live="polite"></ol>
+      <form id="chat-form" class="chat-form">
+        <label for="chat-input" class="visually-hidden">Message</label>
+        <input id="chat-input" autocomplete="off" placeholder="Message" maxlength="2000">
+        <button type="submit">Send</button>
+      </form>
+    </section>
+    <section class="files" aria-label="File transfers"><ul id="transfers" class="transfers"></ul></section>
+  </aside>
+</main>
+<footer class="controls">
+  <button id="mute" type="button" aria-pressed="false">Mute</button>
+  <button id="camera" type="button" aria-pressed="false">Camera off</button>
+  <button id="share" type="button" aria-pressed="false">Share screen</button>
+  <button id="send-file" type="button">Send file</button>
+  <input id="file-input" type="file" hidden>
+  <span id="extra-controls" class="extra-controls"></span>
+  <button id="leave" type="button" class="danger">Leave</button>
+</footer>`;
+
+  const $ = (id) => document.getElementById(id);
+
+  // Starts a call view in `opts.mount`:
+  //   token, room        the access token and its room
+  //   title              shown in the bar (defaults to the room)
+  //   leaveLabel         "Leave" (room page) or "Hang up" (call pages)
+  //   onLeave()          called when the user leaves, before the socket closes
+  //   onClosed(msg)      called once when the session is over, for any reason
+  //   controls           extra buttons to put in the control bar
+  // Returns the call's state, also exposed as `window.switchboard` (tests).
+  function start(opts) {
+    opts.mount.innerHTML = CALL_HTML;
+    opts.mount.hidden = false;
+    const state = {
+      ws: null, pc: null, dc: null, local: null, me: null, screen: null,
+      makingOffer: false,
+      midInfo: new Map(),      // mid -> {identity, source, kind} for media we receive
+      received: new Map(),     // mid -> MediaStreamTrack
+      tiles: new Map(),        // tile key (identity, or identity + ' screen') -> {fig, video, stream, cap}
+      present: new Set(),      // identities currently in the room
+      chat: [],                // {from, text}
+      events: [],              // protocol events seen (for tests and debugging)
+      closed: null,
+      files: null,
+      screenTracks: new Map(), // track id -> identity, for screen shares
+    };
+    window.switchboard = state;
+    const setStatus = (text) => { $('status').textContent = text; };
+    const send = (msg) => { if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg)); };
+
+    function tileFor(key, label) {
+      let t = state.tiles.get(key);
+      if (t) return t;
+      const fig = document.createElement('figure');
+      fig.className = 'tile';
+      fig.dataset.identity = key;
+      const video = document.createElement('video');
+      video.autoplay = true; video.playsInline = true;
+      const cap = document.createElement('figcaption');
+      cap.textContent = label;
+      fig.append(video, cap);
+      $('tiles').append(fig);
+      const stream = new MediaStream();
+      video.srcObject = stream;
+      t = { fig, video, stream, cap, label };
+      state.tiles.set(key, t);
+      return t;
+    }
+
+    function removeTile(key) {
+      const t = state.tiles.get(key);
+      if (t) { t.fig.remove(); state.tiles.delete(key); }
+    }
+
+    const isScreen = (info) => info.source === 'screen_share' || info.source === 'screen_share_audio';
+
+    function attach(mid) {
+      const info = state.midInfo.get(mid), track = state.received.get(mid);
+      if (!info || !track || !state.present.has(info.identity)) return;
+      const t = isScreen(info)
+        ? tileFor(`${info.identity} screen`, `${info.identity}'s screen`)
+        : tileFor(info.identity, info.identity);
+      t.fig.hidden = false;
+      for (const old of t.stream.getTracks()) if (old.kind === track.kind && old !== track) t.stream.removeTrack(old);
+      if (!t.stream.getTracks().includes(track)) t.stream.addTrack(track);
+      t.video.play().catch(() => setStatus('Click anywhere to enable sound'));
+    }
+
+    function participantPresent(identity) {
+      state.present.add(identity);
+      tileFor(identity, identity);
+      for (const mid of state.midInfo.keys()) attach(mid);
+    }
+
+    function participantGone(identity) {
+      state.present.delete(identity);
+      removeTile(identity);
+      removeTile(`${identity} screen`);
+      if (state.files) state.files.peerLeft(identity);
+    }
+
+    function addChat(from, text) {
+      state.chat.push({ from, text });
+      const li = document.createElement('li');
+      const who = document.createElement('span');
+      who.className = 'from'; who.textContent = from;
+      li.append(who, document.createTextNode(text));
+      $('chat-log').append(li);
+      li.scrollIntoView({ block: 'end' });
+    }
+
+    function sources() {
+      return state.pc.getTransceivers()
+        .filter((t) => t.mid && t.sender.track && t.direction !== 'inactive')
+        .map((t) => ({ mid: t.mid, source: t === state.screenTransceiver ? 'screen_share' : (t.sender.track.kind === 'audio' ? 'microphone' : 'camera') }));
+    }
+
+    async function negotiate() {
+      try {
+        state.makingOffer = true;
+        await state.pc.setLocalDescription();
+        send({ type: 'offer', sdp: state.pc.localDescription.sdp, tracks: sources() });
+      } catch (e) {
+        console.error('offer failed', e);
+      } finally {
+        state.makingOffer = false;
+      }
+    }
+
+    // App messages on the data channel are JSON objects with a `t`; any
+    // other text is shown as chat (other clients may send plain text).
+    function onChannelText(from, data) {
+      let m = null;
+      try { m = JSON.parse(data); } catch (_) { /* plain text */ }
+      if (!m || typeof m !== 'object' || typeof m.t !== 'string') return addChat(from, data);
+      if (m.t === 'chat') addChat(from, String(m.text));
+      else state.files.onText(from, m);
+    }
+
+    function setupPeer(joined) {
+      const pc = new RTCPeerConnection({ iceServers: joined.ice_servers || [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+      state.pc = pc;
+      const dc = pc.createDataChannel('room');
+      dc.binaryType = 'arraybuffer';
+      dc.bufferedAmountLowThreshold = 256 * 1024;
+      state.dc = dc;
+      state.files = new window.SwitchboardFiles({
+        list: $('transfers'),
+        channel: dc,
+        me: () => (state.me ? state.me.identity : ''),
+        peers: () => [...state.present],
+      });
+      dc.onmessage = (e) => {
+        if (typeof e.data === 'string') {
+          try { const m = JSON.parse(e.data); onChannelText(m.from, m.data); } catch (_) { /* not relayed by the server */ }
+          return;
+        }
+        const bytes = new Uint8Array(e.data);
+        const n = bytes[0];
+        const from = new TextDecoder().decode(bytes.subarray(1, 1 + n));
+        state.files.onBinary(from, bytes.subarray(1 + n));
+      };
+      if (joined.can_publish && state.local) {
+        for (const track of state.local.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [state.local] });
+      }
+      pc.onnegotiationneeded = negotiate;
+      pc.onicecandidate = (e) => { if (e.candidate) send({ type: 'candidate', candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid }); };
+      pc.ontrack = (e) => { const mid = e.transceiver.mid; state.received.set(mid, e.track); attach(mid); };
+      pc.onconnectionstatechange = () => {
+        if (pc.connectionState === 'connected') setStatus('Connected');
+        else if (pc.connectionState === 'failed') setStatus('Media connection failed');
+      };
+    }
+
+    async function onMessage(msg) {
+      state.events.push(msg.type);
+      switch (msg.type) {
+        case 'joined':
+          state.me = msg;
+          $('local-label').textContent = `${msg.identity} (you)`;
+          setupPeer(msg);
+          for (const p of msg.participants) { participantPresent(p.identity); for (const t of p.tracks || []) noteTrack(t); }
+          break;
+        case 'answer':
+          if (state.pc.signalingState === 'have-local-offer') await state.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+          break;
+        case 'offer':
+          for (const m of msg.mids) state.midInfo.set(m.mid, m);
+          // Polite: an offer of ours in flight is rolled back implicitly.
+          await state.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+          await state.pc.setLocalDescription();
+          send({ type: 'answer', sdp: state.pc.localDescription.sdp });
+          for (const mid of state.midInfo.keys()) attach(mid);
+          break;
+        case 'participant_joined': participantPresent(msg.participant.identity); break;
+        case 'participant_left': participantGone(msg.identity); break;
+        case 'track_published':
+          noteTrack(msg.track);
+          // A republished source (e.g. a new screen share) reuses its m-line.
+          for (const [mid, info] of state.midInfo) if (info.identity === msg.track.identity && info.source === msg.track.source) attach(mid);
+          break;
+        case 'track_unpublished':
+          if (state.screenTracks.get(msg.track) === msg.identity) {
+            state.screenTracks.delete(msg.track);
+            removeTile(`${msg.identity} screen`);
+          }
+          break;
+        case 'track_muted': {
+          const t = state.tiles.get(msg.identity);
+          if (t) t.cap.textContent = msg.identity + (msg.muted ? ' (muted)' : '');
+          break;
+        }
+        case 'error': setStatus(`Error: ${msg.message}`); console.warn('server error', msg); break;
+        case 'closed': finish(msg); break;
+      }
+    }
+
+    // Screen-share track ids by publisher: `track_unpublished` names only the id.
+    function noteTrack(track) {
+      if (track.source === 'screen_share') state.screenTracks.set(track.track, track.identity);
+    }
+
+    function finish(msg) {
+      if (state.closed) return;
+      state.closed = msg;
+      const reasons = { call_ended: 'The call has ended', left: 'You left', server_shutdown: 'The server is restarting' };
+      setStatus(reasons[msg.code] || `Disconnected${msg.message ? `: ${msg.message}` : ''}`);
+      teardown();
+      if (opts.onClosed) opts.onClosed(msg);
+    }
+
+    function teardown() {
+      if (state.files) state.files.abortAll('the call ended');
+      if (state.pc) state.pc.close();
+      if (state.local) for (const t of state.local.getTracks()) t.stop();
+      if (state.screen) state.screen.stop();
+      for (const id of [...state.present]) participantGone(id);
+      for (const b of opts.mount.querySelectorAll('.controls button')) b.disabled = true;
+    }
+
+    function toggle(kind, button) {
+      if (!state.local) return;
+      const track = state.local.getTracks().find((t) => t.kind === kind);
+      if (!track) return;
+      track.enabled = !track.enabled;
+      button.setAttribute('aria-pressed', String(!track.enabled));
+      const tr = state.pc && state.pc.getTransceivers().find((t) => t.sender.track === track);
+      if (tr && tr.mid) send({ type: 'mute', mid: tr.mid, muted: !track.enabled });
+    }
+
+    async function toggleShare(button) {
+      if (state.screen) return stopShare(button);
+      let stream;
+      try {
+        stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+      } catch (e) {
+        setStatus('Screen sharing was not started');
+        return;
+      }
+      const track = stream.getVideoTracks()[0];
+      track.contentHint = 'detail';
+      state.screen = track;
+      track.onended = () => stopShare(button);
+      // Its own send-only m-line (addTrack could take over one we receive
+      // on), reused when sharing again.
+      const tr = state.screenTransceiver;
+      if (tr) {
+        await tr.sender.replaceTrack(track);
+        tr.direction = 'sendonly';
+      } else {
+        state.screenTransceiver = state.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      }
+      button.setAttribute('aria-pressed', 'true');
+      setStatus('You are sharing your screen');
+    }
+
+    function stopShare(button) {
+      if (!state.screen) return;
+      state.screen.stop();
+      state.screen = null;
+      const tr = state.screenTransceiver;
+      if (tr) { tr.sender.replaceTrack(null); tr.direction = 'inactive'; }
+      button.setAttribute('aria-pressed', 'false');
+      setStatus('Screen sharing stopped');
+    }
+
+    async function main() {
+      opts.mount.querySelector('.call-title').textContent = opts.title || opts.room;
+      $('leave').textContent = opts.leaveLabel || 'Leave';
+      for (const b of opts.controls || []) $('extra-controls').append(b);
+      try {
+        state.local = opts.stream || await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+        $('local-video').srcObject = state.local;
+      } catch (e) {
+        setStatus('No camera or microphone; joining to watch only');
+      }
+      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+      state.ws = ws;
+      ws.onopen = () => send({ type: 'join', token: opts.token, room: opts.room });
+      ws.onmessage = (e) => onMessage(JSON.parse(e.data)).catch((err) => console.error(err));
+      ws.onclose = () => finish({ code: 'disconnected' });
+
+      $('mute').onclick = (e) => toggle('audio', e.currentTarget);
+      $('camera').onclick = (e) => toggle('video', e.currentTarget);
+      $('share').onclick = (e) => toggleShare(e.currentTarget);
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) $('share').hidden = true;
+      $('send-file').onclick = () => $('file-input').click();
+      $('file-input').onchange = (e) => {
+        const file = e.target.files[0];
+        e.target.value = '';
+        if (file && state.files) state.files.send(file);
+      };
+      $('leave').onclick = async () => {
+        if (opts.onLeave) { try { await opts.onLeave(); } catch (err) { console.error(err); } }
+        send({ type: 'leave' });
+      };
+      $('chat-form').onsubmit = (e) => {
+        e.preventDefault();
+        const text = $('chat-input').value.trim();
+        if (!text || !state.dc || state.dc.readyState !== 'open') return;
+        state.dc.send(JSON.stringify({ t: 'chat', text }));
+        addChat(state.me ? state.me.identity : 'me', text);
+        $('chat-input').value = '';
+      };
+      document.addEventListener('click', () => { for (const t of state.tiles.values()) t.video.play().catch(() => {}); });
+    }
+
+    // Test and debugging hook: per remote identity, what arrived (getStats).
+    state.inbound = async () => {
+      const out = {};
+      if (!state.pc) return out;
+      const stats = await state.pc.getStats();
+      stats.forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        const info = state.midInfo.get(s.mid);
+        if (!info) return;
+        const o = (out[info.identity] ||= { framesDecoded: 0, videoBytes: 0, audioBytes: 0, screenFramesDecoded: 0 });
+        if (s.kind === 'video' && isScreen(info)) o.screenFramesDecoded += s.framesDecoded || 0;
+        else if (s.kind === 'video') { o.framesDecoded += s.framesDecoded || 0; o.videoBytes += s.bytesReceived || 0; }
+        else o.audioBytes += s.bytesReceived || 0;
+      });
+      return out;
+    };
+
+    main();
+    return state;
+  }
+
+  window.SwitchboardCall = { start };
+})();

@@ -1,0 +1,112 @@
+// The customer page: ask for a call, wait in the queue, talk.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const show = (id) => { for (const p of ['start', 'waiting', 'ended']) $(p).hidden = p !== id; };
+const customer = { call: null, stream: null, events: null, status: null };
+window.customer = customer;
+
+async function preview() {
+  try {
+    customer.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+    $('preview').srcObject = customer.stream;
+  } catch (e) {
+    $('start-error').textContent = 'No camera or microphone found; you can still call and listen.';
+  }
+}
+
+async function api(path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(path, { method: 'POST', headers, body: JSON.stringify(body || {}) });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.message || `request failed (${res.status})`);
+  return data;
+}
+
+function clock(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+function wait(call) {
+  customer.call = call;
+  sessionStorage.setItem('switchboard-call', JSON.stringify(call));
+  show('waiting');
+  let base = { waited: 0, at: performance.now() };
+  const tick = setInterval(() => { $('waited').textContent = clock(base.waited + performance.now() - base.at); }, 500);
+  const es = new EventSource(`/api/calls/${encodeURIComponent(call.id)}/events?token=${encodeURIComponent(call.token)}`);
+  customer.events = es;
+  es.onmessage = (e) => {
+    const w = JSON.parse(e.data);
+    customer.status = w.status;
+    base = { waited: w.waited_ms, at: performance.now() };
+    if (w.status === 'queued') {
+      $('queue-status').textContent = w.position === 1 ? 'You are next in line.' : `You are number ${w.position} in line.`;
+      return;
+    }
+    clearInterval(tick);
+    es.close();
+    if (w.status === 'accepted') enterCall(call, w.agent);
+    else over(w.status === 'missed' ? 'Nobody could take your call in time' : 'Your request was cancelled', 'Please try again.');
+  };
+  es.onerror = () => { $('queue-status').textContent = 'Reconnecting…'; };
+}
+
+function enterCall(call, agent) {
+  if (customer.inCall) return;
+  customer.inCall = true;
+  for (const p of ['start', 'waiting', 'ended']) $(p).hidden = true;
+  window.SwitchboardCall.start({
+    mount: $('call'),
+    token: call.token,
+    room: call.room,
+    title: agent ? `Call with ${agent}` : 'Your call',
+    leaveLabel: 'Hang up',
+    stream: customer.stream, // may still be null: the call asks for devices then
+    onLeave: () => api(`/api/calls/${encodeURIComponent(call.id)}/hangup`, {}, call.token),
+    onClosed: (msg) => {
+      sessionStorage.removeItem('switchboard-call');
+      setTimeout(() => { $('call').hidden = true; over('Call ended', msg.code === 'call_ended' ? 'Thank you for calling.' : (msg.message || '')); }, 1500);
+    },
+  });
+}
+
+function over(title, detail) {
+  sessionStorage.removeItem('switchboard-call');
+  $('ended-title').textContent = title;
+  $('ended-detail').textContent = detail;
+  show('ended');
+}
+
+$('start-form').onsubmit = async (e) => {
+  e.preventDefault();
+  $('start-error').textContent = '';
+  const button = e.submitter || $('start-form').querySelector('button');
+  button.disabled = true;
+  try {
+    const call = await api('/api/calls', { name: $('name').value, topic: $('topic').value });
+    wait(call);
+  } catch (err) {
+    $('start-error').textContent = err.message;
+  } finally {
+    button.disabled = false;
+  }
+};
+
+$('cancel').onclick = async () => {
+  const call = customer.call;
+  if (!call) return;
+  try {
+    await api(`/api/calls/${encodeURIComponent(call.id)}/cancel`, {}, call.token);
+  } catch (err) {
+    $('queue-status').textContent = err.message;
+  }
+};
+
+$('again').onclick = () => { location.reload(); };
+
+// A reload while waiting continues the same request.
+const saved = sessionStorage.getItem('switchboard-call');
+preview();
+if (saved) wait(JSON.parse(saved));
