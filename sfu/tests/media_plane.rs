@@ -102,20 +102,30 @@ fn sequence_numbers_continue_across_publisher_rejoin() {
     assert_eq!(offers_before, offers_after, "no renegotiation was needed for the rejoin");
 }
 
+/// A publisher ("pub") whose video reaches a subscriber ("sub").
+fn video_flowing(shards: usize) -> (Bed, sfu::ParticipantId, sfu::ParticipantId) {
+    let (mut bed, pids) = connected_room(shards, &["pub", "sub"]);
+    for n in 0..5 {
+        bed.send_rtp(pids[0], MediaKind::Video, &payload("v", n));
+        bed.run(Duration::from_millis(30));
+    }
+    bed.run(Duration::from_secs(1));
+    (bed, pids[0], pids[1])
+}
+
+/// The subscriber's client asks for a keyframe on the video it receives.
+fn send_pli(bed: &mut Bed, sub: sfu::ParticipantId) {
+    let c = bed.clients.get_mut(&sub).unwrap();
+    let mid = c.rtp.iter().find(|r| tag(&r.payload).starts_with(b"v:")).expect("video arrived").mid;
+    c.rtc.direct_api().stream_rx_by_mid(mid, None).unwrap().request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+}
+
 #[test]
 fn subscriber_pli_reaches_publisher() {
     for shards in [1, 2] {
-        let (mut bed, pids) = connected_room(shards, &["pub", "sub"]);
-        let (publisher, sub) = (pids[0], pids[1]);
-        for n in 0..5 {
-            bed.send_rtp(publisher, MediaKind::Video, &payload("v", n));
-            bed.run(Duration::from_millis(30));
-        }
-        bed.run(Duration::from_secs(1));
+        let (mut bed, publisher, sub) = video_flowing(shards);
         let before = bed.client(publisher).keyframe_requests;
-        let c = bed.clients.get_mut(&sub).unwrap();
-        let mid = c.rtp.iter().find(|r| tag(&r.payload).starts_with(b"v:")).expect("video arrived").mid;
-        c.rtc.direct_api().stream_rx_by_mid(mid, None).unwrap().request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        send_pli(&mut bed, sub);
         bed.run(Duration::from_millis(500));
         assert!(bed.client(publisher).keyframe_requests > before, "PLI reached the publisher ({shards} shards)");
     }
@@ -189,19 +199,11 @@ fn vanished_peer_is_removed_and_others_are_told() {
 #[test]
 fn bursts_of_plis_are_merged_not_lost() {
     for shards in [1, 2] {
-        let (mut bed, pids) = connected_room(shards, &["pub", "sub"]);
-        let (publisher, sub) = (pids[0], pids[1]);
-        for n in 0..5 {
-            bed.send_rtp(publisher, MediaKind::Video, &payload("v", n));
-            bed.run(Duration::from_millis(30));
-        }
-        bed.run(Duration::from_secs(1));
+        let (mut bed, publisher, sub) = video_flowing(shards);
         for burst in 0..3 {
             let before = bed.client(publisher).keyframe_requests;
             for _ in 0..4 {
-                let c = bed.clients.get_mut(&sub).unwrap();
-                let mid = c.rtp.iter().find(|r| tag(&r.payload).starts_with(b"v:")).expect("video arrived").mid;
-                c.rtc.direct_api().stream_rx_by_mid(mid, None).unwrap().request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+                send_pli(&mut bed, sub);
                 bed.run(Duration::from_millis(60));
             }
             bed.run(Duration::from_secs(1));
