@@ -59,13 +59,7 @@ fn publisher_packets_reach_the_subscriber_unchanged() {
     }
 }
 
-/// Known issue, kept as a reproduction: a *str0m* client that receives two
-/// m-lines (audio and video) surfaces `RtpPacket`s for only one of them,
-/// although packets for both reach it with the SSRCs its StreamRx expects.
-/// Chromium is not affected (tests/browser/room.test.mjs checks three peers);
-/// the load-test harness, which uses str0m clients, must settle this.
 #[test]
-#[ignore = "str0m client surfaces only one of two received m-lines; see doc comment"]
 fn audio_and_video_reach_two_subscribers_unchanged() {
     publish_and_check(2, &["pub", "sub1", "sub2"], AV);
 }

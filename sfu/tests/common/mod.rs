@@ -290,44 +290,21 @@ impl Bed {
             // Client outputs.
             let pids: Vec<ParticipantId> = self.clients.keys().copied().collect();
             for pid in pids {
-                loop {
-                    let c = self.clients.get_mut(&pid).unwrap();
-                    if c.gone {
-                        break;
-                    }
-                    match c.rtc.poll_output().unwrap() {
-                        Output::Timeout(t) => {
-                            c.timeout = t;
-                            break;
-                        }
-                        Output::Transmit(t) => {
-                            moved = true;
-                            let shard = (t.destination.port() - 5000) as usize;
-                            self.shards[shard].handle_receive(now, t.source, t.destination, &t.contents);
-                        }
-                        Output::Event(e) => match e {
-                            Event::Connected => c.connected = true,
-                            Event::RtpPacket(p) => {
-                                let mid = c.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid()).unwrap();
-                                c.rtp.push(Received { mid, seq: *p.seq_no, payload: p.payload.to_vec() });
-                            }
-                            Event::KeyframeRequest(_) => c.keyframe_requests += 1,
-                            Event::ChannelData(d) => c.data.push((d.binary, d.data)),
-                            _ => {}
-                        },
-                    }
-                }
+                moved |= self.drain_client(pid);
             }
             // Shard outputs.
             for i in 0..self.shards.len() {
                 while let Some(t) = self.shards[i].poll_transmit() {
                     moved = true;
-                    if let Some(c) = self.clients.values_mut().find(|c| c.addr == t.destination && !c.gone) {
-                        let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-                        // A refused datagram (e.g. DTLS receive queue full in a
-                        // burst) is a lost packet, as on a real network.
-                        let _ = c.rtc.handle_input(Input::Receive(now, r));
-                    }
+                    let Some(c) = self.clients.values_mut().find(|c| c.addr == t.destination && !c.gone) else { continue };
+                    let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+                    // A refused datagram (e.g. DTLS receive queue full in a
+                    // burst) is a lost packet, as on a real network.
+                    let _ = c.rtc.handle_input(Input::Receive(now, r));
+                    // str0m's contract: drain after every input (in RTP mode
+                    // it holds one received packet until polled).
+                    let pid = c.pid;
+                    self.drain_client(pid);
                 }
                 let mut outs = Vec::new();
                 while let Some(o) = self.shards[i].poll_output() {
@@ -352,6 +329,40 @@ impl Bed {
             }
             if !moved {
                 return;
+            }
+        }
+    }
+
+    /// Polls one client until it asks for a timeout; its datagrams go to
+    /// their shard. Returns whether anything happened.
+    fn drain_client(&mut self, pid: ParticipantId) -> bool {
+        let now = self.now;
+        let mut moved = false;
+        loop {
+            let c = self.clients.get_mut(&pid).unwrap();
+            if c.gone {
+                return moved;
+            }
+            match c.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => {
+                    c.timeout = t;
+                    return moved;
+                }
+                Output::Transmit(t) => {
+                    moved = true;
+                    let shard = (t.destination.port() - 5000) as usize;
+                    self.shards[shard].handle_receive(now, t.source, t.destination, &t.contents);
+                }
+                Output::Event(e) => match e {
+                    Event::Connected => c.connected = true,
+                    Event::RtpPacket(p) => {
+                        let mid = c.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid()).unwrap();
+                        c.rtp.push(Received { mid, seq: *p.seq_no, payload: p.payload.to_vec() });
+                    }
+                    Event::KeyframeRequest(_) => c.keyframe_requests += 1,
+                    Event::ChannelData(d) => c.data.push((d.binary, d.data)),
+                    _ => {}
+                },
             }
         }
     }
