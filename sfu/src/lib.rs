@@ -7,6 +7,7 @@
 //!   [`core::rooms::Rooms`] is the room directory: who is where, publishing what.
 //! - [`io`]: one thread per shard with its own UDP socket and bounded lanes.
 //! - [`runtime`]: [`Sfu`], which starts the shards and is what signalling calls.
+//! - [`stats`]: per-shard counters, published without locks for scraping.
 //!
 //! # Run loop of a shard
 //! Wait for the socket, a lane or the next deadline → feed inputs to
@@ -25,6 +26,7 @@
 pub mod core;
 pub mod io;
 pub mod runtime;
+pub mod stats;
 
 pub use crate::core::command::{
     ClientEvent, ErrorCode, JoinRequest, MidInfo, ParticipantInfo, Permissions, Signal, TrackInfo,

@@ -15,6 +15,7 @@ use crate::core::command::{ClientEvent, JoinRequest, ShardCommand, ShardEvent, S
 use crate::core::ids::{ParticipantId, ShardId};
 use crate::core::rooms::{ControlOutput, Joined, Rooms};
 use crate::core::shard::ShardCore;
+use crate::stats::{ShardStats, SharedStats};
 use crate::io::worker::{self, ShardHandle, Worker};
 
 /// Where signalling delivers events for one participant's connection.
@@ -92,6 +93,16 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     next_participant: AtomicU64,
     udp_addrs: Vec<SocketAddr>,
+    stats: Vec<Arc<SharedStats>>,
+}
+
+/// What the room directory holds right now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoomCounts {
+    pub rooms: usize,
+    pub participants: usize,
+    pub tracks: usize,
+    pub subscriptions: usize,
 }
 
 impl Sfu {
@@ -116,6 +127,7 @@ impl Sfu {
         let control = Arc::new(Control { rooms: Mutex::new(Rooms::new(n)), shards: handles.clone(), sink });
         let mut threads = Vec::with_capacity(n);
         let mut udp_addrs = Vec::with_capacity(n);
+        let stats: Vec<Arc<SharedStats>> = (0..n).map(|_| Arc::default()).collect();
         for (i, (socket, lanes)) in sockets.into_iter().zip(lanes).enumerate() {
             let local = socket.local_addr()?;
             let candidate_addr = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
@@ -127,6 +139,7 @@ impl Sfu {
                 lanes,
                 peers: handles.clone(),
                 control: control.clone(),
+                stats: stats[i].clone(),
             };
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || w.run())?);
         }
@@ -137,6 +150,7 @@ impl Sfu {
                 threads: Mutex::new(threads),
                 next_participant: AtomicU64::new(1),
                 udp_addrs,
+                stats,
             }),
         })
     }
@@ -170,6 +184,17 @@ impl Sfu {
 
     pub fn participant_count(&self) -> usize {
         self.inner.control.rooms.lock().map_or(0, |r| r.participant_count())
+    }
+
+    pub fn room_counts(&self) -> RoomCounts {
+        let Ok(r) = self.inner.control.rooms.lock() else { return RoomCounts::default() };
+        let (tracks, subscriptions) = r.track_counts();
+        RoomCounts { rooms: r.room_count(), participants: r.participant_count(), tracks, subscriptions }
+    }
+
+    /// Each shard's counters as last published (at most one loop turn old).
+    pub fn shard_stats(&self) -> Vec<ShardStats> {
+        self.inner.stats.iter().map(|s| s.snapshot()).collect()
     }
 
     /// The UDP addresses (one per shard) that clients send media to.

@@ -122,6 +122,7 @@ pub async fn console(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>, a
 }
 
 async fn feed(socket: WebSocket, state: Arc<AppState>, agent: SignedInAgent) {
+    let _open = crate::metrics::ConnectionGuard::new("console");
     let (mut tx, mut rx) = socket.split();
     let mut events = state.calls.subscribe();
     let mut shutdown = state.shutdown.clone();

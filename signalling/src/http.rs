@@ -39,6 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/static/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], STYLE_CSS) }))
         .route("/static/{script}", get(script))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/ws", get(ws_upgrade))
         // Customers.
         .route("/api/calls", post(customer_api::create))
@@ -57,6 +58,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/calls/{id}/invite", post(agent_api::invite))
         .route("/api/calls/{id}/join", post(agent_api::join))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
 async fn script(Path(name): Path<String>) -> impl IntoResponse {

@@ -6,6 +6,7 @@
 //! - [`protocol`]: the JSON messages of the signalling protocol.
 //! - [`ws`]: one signalling session per WebSocket.
 //! - [`http`]: routes and embedded pages.
+//! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`sink`]: hands media-plane events to the right session.
 //! - [`store`]: SQLite records (agents, call requests, invitations).
 //! - [`calls`]: the call flow's rules; [`customer_api`] and [`agent_api`]
@@ -19,6 +20,7 @@ pub mod calls;
 pub mod config;
 pub mod customer_api;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod ratelimit;
 pub mod sink;
@@ -44,6 +46,7 @@ pub struct AppState {
     pub limits: ratelimit::Limits,
     /// Mark the session cookie `Secure` (when served over HTTPS).
     pub secure_cookies: bool,
+    pub metrics: metrics::Metrics,
 }
 
 /// The call flow's settings.
@@ -71,7 +74,8 @@ impl Server {
         let calls = calls::Calls::new(flow.store, keys.clone(), flow.queue_timeout);
         let limits = ratelimit::Limits::new(flow.calls_per_minute, flow.logins_per_minute);
         let secure_cookies = flow.secure_cookies;
-        let state = AppState { sfu, clients, keys, ice_servers, shutdown, calls, limits, secure_cookies };
+        let metrics = metrics::Metrics::new(sfu.clone());
+        let state = AppState { sfu, clients, keys, ice_servers, shutdown, calls, limits, secure_cookies, metrics };
         Ok(Server { state: Arc::new(state), shutdown_tx })
     }
 

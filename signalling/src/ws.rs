@@ -31,6 +31,7 @@ type Tx = futures_util::stream::SplitSink<WebSocket, Message>;
 type Rx = futures_util::stream::SplitStream<WebSocket>;
 
 pub async fn session(socket: WebSocket, state: Arc<AppState>) {
+    let _open = crate::metrics::ConnectionGuard::new("room");
     let (mut tx, mut rx) = socket.split();
     let Some((pid, shard, room, mut events)) = join(&mut tx, &mut rx, &state).await else { return };
     let mut shutdown = state.shutdown.clone();
@@ -78,6 +79,9 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>) {
                     break;
                 }
                 Some(ev) => {
+                    if let ClientEvent::Error { code, .. } = &ev {
+                        crate::metrics::count_error(code.as_str());
+                    }
                     if send_json(&mut tx, &ev).await.is_err() { break; }
                 }
                 None => {
@@ -207,6 +211,7 @@ async fn send_json<T: serde::Serialize>(tx: &mut Tx, msg: &T) -> Result<(), axum
 }
 
 async fn send_error(tx: &mut Tx, code: &str, message: &str) {
+    crate::metrics::count_error(code);
     if send_json(tx, &ServerMsg::Error { code, message }).await.is_err() {
         warn!("could not send error {code}");
     }
@@ -214,6 +219,9 @@ async fn send_error(tx: &mut Tx, code: &str, message: &str) {
 
 /// Tells the client why, then closes with a matching close frame.
 async fn close(tx: &mut Tx, code: &str, message: &str, close_code: u16) {
+    if !matches!(code, "left" | "server_shutdown" | "call_ended") {
+        crate::metrics::count_error(code);
+    }
     let _ = send_json(tx, &ServerMsg::Closed { code, message }).await;
     let reason: String = code.chars().take(100).collect();
     let _ = tx.send(Message::Close(Some(CloseFrame { code: close_code, reason: Utf8Bytes::from(reason) }))).await;

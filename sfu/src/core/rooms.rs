@@ -82,6 +82,18 @@ impl Rooms {
         self.index.len()
     }
 
+    /// Published tracks, and subscriptions (track × subscribing member).
+    pub fn track_counts(&self) -> (usize, usize) {
+        self.rooms.values().fold((0, 0), |(tracks, subs), room| {
+            let subscribed = room
+                .tracks
+                .values()
+                .map(|t| room.members.iter().filter(|(pid, m)| **pid != t.participant && m.can_subscribe).count())
+                .sum::<usize>();
+            (tracks + room.tracks.len(), subs + subscribed)
+        })
+    }
+
     /// Admits a participant whose grant signalling has verified. A second
     /// connection with the same identity replaces the first (a page reload).
     pub fn join(&mut self, pid: ParticipantId, req: JoinRequest, out: &mut Vec<ControlOutput>) -> Joined {

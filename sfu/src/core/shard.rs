@@ -22,6 +22,7 @@ use super::command::{
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind};
 use super::keyframe::KeyframeThrottle;
+pub use crate::stats::ShardStats;
 use super::participant::{self, Participant, Published, SignalOutcome, CONNECT_TIMEOUT};
 use super::timer::Timers;
 
@@ -36,20 +37,6 @@ pub enum ShardOutput {
     Client(ParticipantId, ClientEvent),
 }
 
-/// Counters of one shard; plain integers, read by the owner thread only.
-#[derive(Debug, Default, Clone)]
-pub struct ShardStats {
-    pub datagrams_in: u64,
-    pub bytes_in: u64,
-    pub rtp_in: u64,
-    pub rtp_forwarded: u64,
-    pub dropped_unknown_source: u64,
-    pub dropped_unparseable: u64,
-    pub dropped_not_ready: u64,
-    pub keyframe_requests: u64,
-    pub data_relayed: u64,
-    pub data_dropped: u64,
-}
 
 /// Per published track on this shard: who here receives it, and for a local
 /// publisher, which other shards need a copy.
@@ -624,6 +611,7 @@ fn on_event(
             work.push_back(Work::Forward { pkt: Arc::new(pkt), from_remote: false });
         }
         Event::KeyframeRequest(req) => {
+            stats.keyframe_requests_in += 1;
             if let Some(track) = p.down_by_mid.get(&req.mid).and_then(|i| p.down[*i].track) {
                 work.push_back(Work::Keyframe(track));
             }

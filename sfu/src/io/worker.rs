@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use crate::core::command::{MediaMsg, ShardCommand};
 use crate::core::shard::{ShardCore, ShardOutput};
 use crate::runtime::Control;
+use crate::stats::SharedStats;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -73,11 +74,13 @@ pub struct Worker {
     pub lanes: ShardLanes,
     pub peers: Vec<ShardHandle>,
     pub control: Arc<Control>,
+    /// Where this shard publishes its counters once per loop turn.
+    pub stats: Arc<SharedStats>,
 }
 
 impl Worker {
     pub fn run(self) {
-        let Worker { mut core, socket, candidate_addr, lanes, peers, control } = self;
+        let Worker { mut core, socket, candidate_addr, lanes, peers, control, stats } = self;
         let ShardLanes { mut poll, commands, media } = lanes;
         if let Err(e) = socket.set_nonblocking(true) {
             warn!(shard = core.id(), "socket: {e}");
@@ -94,7 +97,6 @@ impl Worker {
         // when the budget ran out before WouldBlock.
         let mut readable = true;
         let mut wake = vec![false; peers.len()];
-        let mut media_dropped: u64 = 0;
         loop {
             let now = Instant::now();
             let wait = if readable {
@@ -134,8 +136,12 @@ impl Worker {
             core.handle_timeout(Instant::now());
 
             while let Some(t) = core.poll_transmit() {
-                if let Err(e) = socket.send_to(&t.contents, t.destination) {
-                    debug!(shard = core.id(), dest = %t.destination, "send: {e}");
+                match socket.send_to(&t.contents, t.destination) {
+                    Ok(n) => {
+                        core.stats.datagrams_out += 1;
+                        core.stats.bytes_out += n as u64;
+                    }
+                    Err(e) => debug!(shard = core.id(), dest = %t.destination, "send: {e}"),
                 }
             }
             while let Some(out) = core.poll_output() {
@@ -144,7 +150,7 @@ impl Worker {
                     ShardOutput::Client(pid, ev) => control.deliver(pid, ev),
                     ShardOutput::Media(shard, msg) => match peers[shard].media.try_send(msg) {
                         Ok(()) => wake[shard] = true,
-                        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => media_dropped += 1,
+                        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => core.stats.dropped_lane_full += 1,
                     },
                 }
             }
@@ -153,8 +159,9 @@ impl Worker {
                     let _ = peers[shard].waker.wake();
                 }
             }
+            stats.publish(&core.stats);
             if shutdown {
-                debug!(shard = core.id(), media_dropped, "shard stopped");
+                debug!(shard = core.id(), "shard stopped");
                 return;
             }
         }

@@ -1,0 +1,145 @@
+//! `GET /metrics` in Prometheus text format. Media-plane counters are read
+//! from the shards' published copies at scrape time (see `sfu::stats`);
+//! signalling counts in its own registry; process metrics come from the
+//! `prometheus` crate's process collector.
+
+use std::sync::LazyLock;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use sfu::Sfu;
+
+/// Open signalling WebSockets (room sessions and agent consoles).
+pub static SIGNALLING_CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(Opts::new("switchboard_signalling_connections", "Open signalling WebSockets"), &["kind"]).expect("valid metric")
+});
+
+/// Errors and refusals sent to signalling clients, by stable code.
+pub static SIGNALLING_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(Opts::new("switchboard_signalling_errors_total", "Errors and refusals sent to signalling clients"), &["code"])
+        .expect("valid metric")
+});
+
+pub fn count_error(code: &str) {
+    SIGNALLING_ERRORS.with_label_values(&[code]).inc();
+}
+
+/// Counts an open connection of `kind` until dropped.
+pub struct ConnectionGuard(&'static str);
+
+impl ConnectionGuard {
+    pub fn new(kind: &'static str) -> Self {
+        SIGNALLING_CONNECTIONS.with_label_values(&[kind]).inc();
+        ConnectionGuard(kind)
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        SIGNALLING_CONNECTIONS.with_label_values(&[self.0]).dec();
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    pub fn new(sfu: Sfu) -> Metrics {
+        let registry = Registry::new();
+        // Invariant: each collector is registered once, with distinct names.
+        registry.register(Box::new(SIGNALLING_CONNECTIONS.clone())).expect("register");
+        registry.register(Box::new(SIGNALLING_ERRORS.clone())).expect("register");
+        registry.register(Box::new(MediaPlane::new(sfu))).expect("register");
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("register");
+        Metrics { registry }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Invariant: text encoding of gathered families cannot fail.
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("encode");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+/// Reads the media plane at scrape time.
+struct MediaPlane {
+    sfu: Sfu,
+    descs: Vec<Desc>,
+}
+
+/// Per-shard counters: (name, help, field).
+const SHARD_COUNTERS: &[(&str, &str, fn(&sfu::stats::ShardStats) -> u64)] = &[
+    ("switchboard_udp_datagrams_received_total", "UDP datagrams received", |s| s.datagrams_in),
+    ("switchboard_udp_received_bytes_total", "UDP payload bytes received", |s| s.bytes_in),
+    ("switchboard_udp_datagrams_sent_total", "UDP datagrams sent", |s| s.datagrams_out),
+    ("switchboard_udp_sent_bytes_total", "UDP payload bytes sent", |s| s.bytes_out),
+    ("switchboard_rtp_packets_received_total", "RTP packets received from publishers", |s| s.rtp_in),
+    ("switchboard_rtp_packets_forwarded_total", "RTP packets written on subscriber legs", |s| s.rtp_forwarded),
+    ("switchboard_keyframe_requests_received_total", "PLI/FIR received from subscribers", |s| s.keyframe_requests_in),
+    ("switchboard_keyframe_requests_sent_total", "Keyframe requests sent to publishers, after merging", |s| s.keyframe_requests),
+    ("switchboard_data_messages_relayed_total", "Data channel messages relayed to a participant", |s| s.data_relayed),
+    ("switchboard_data_messages_dropped_total", "Data channel messages dropped (recipient buffer full)", |s| s.data_dropped),
+];
+
+/// Dropped packets by reason.
+const DROPS: &[(&str, fn(&sfu::stats::ShardStats) -> u64)] = &[
+    ("unknown_source", |s| s.dropped_unknown_source),
+    ("unparseable", |s| s.dropped_unparseable),
+    ("not_ready", |s| s.dropped_not_ready),
+    ("lane_full", |s| s.dropped_lane_full),
+];
+
+impl MediaPlane {
+    fn new(sfu: Sfu) -> Self {
+        let mut m = MediaPlane { sfu, descs: vec![] };
+        m.descs = m.families().iter().flat_map(|c| c.desc().into_iter().cloned().collect::<Vec<_>>()).collect();
+        m
+    }
+
+    /// Fresh collectors filled with the current values.
+    fn families(&self) -> Vec<Box<dyn Collector>> {
+        let mut out: Vec<Box<dyn Collector>> = Vec::new();
+        let counts = self.sfu.room_counts();
+        for (name, help, v) in [
+            ("switchboard_rooms", "Rooms with at least one participant", counts.rooms),
+            ("switchboard_participants", "Participants in rooms", counts.participants),
+            ("switchboard_published_tracks", "Tracks being published", counts.tracks),
+            ("switchboard_subscriptions", "Track subscriptions (track x subscriber)", counts.subscriptions),
+        ] {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            g.set(v as i64);
+            out.push(Box::new(g));
+        }
+        let shards = self.sfu.shard_stats();
+        for (name, help, field) in SHARD_COUNTERS {
+            let c = IntCounterVec::new(Opts::new(*name, *help), &["shard"]).expect("valid metric");
+            for (i, s) in shards.iter().enumerate() {
+                c.with_label_values(&[&i.to_string()]).inc_by(field(s));
+            }
+            out.push(Box::new(c));
+        }
+        let drops = IntCounterVec::new(Opts::new("switchboard_packets_dropped_total", "Datagrams and packets dropped, by reason"), &["shard", "reason"])
+            .expect("valid metric");
+        for (i, s) in shards.iter().enumerate() {
+            for (reason, field) in DROPS {
+                drops.with_label_values(&[i.to_string().as_str(), reason]).inc_by(field(s));
+            }
+        }
+        out.push(Box::new(drops));
+        out
+    }
+}
+
+impl Collector for MediaPlane {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.families().iter().flat_map(|c| c.collect()).collect()
+    }
+}
