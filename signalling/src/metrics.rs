@@ -114,6 +114,12 @@ impl MediaPlane {
             g.set(v as i64);
             out.push(Box::new(g));
         }
+        if let Some(cpu) = process_cpu_seconds() {
+            let c = prometheus::Counter::new("switchboard_cpu_seconds_total", "CPU time of this process (user + system), 10 ms resolution")
+                .expect("valid metric");
+            c.inc_by(cpu);
+            out.push(Box::new(c));
+        }
         let shards = self.sfu.shard_stats();
         for (name, help, field) in SHARD_COUNTERS {
             let c = IntCounterVec::new(Opts::new(*name, *help), &["shard"]).expect("valid metric");
@@ -132,6 +138,16 @@ impl MediaPlane {
         out.push(Box::new(drops));
         out
     }
+}
+
+/// User + system CPU seconds of this process from `/proc/self/stat`. (The
+/// process collector's `process_cpu_seconds_total` counts whole seconds only,
+/// too coarse for CPU-per-packet figures.)
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ
 }
 
 impl Collector for MediaPlane {

@@ -1,0 +1,291 @@
+//! `loadtest`: synthetic str0m peers against a running switchboard.
+//!
+//! ```text
+//! cargo run --release -p loadtest -- pairs --peers 10 --duration 10s --keys data/keys.json
+//! ```
+//! Peers join through the real signalling (tokens minted with the server's API
+//! key), exchange DTLS-SRTP media over UDP, and measure what arrives. The
+//! server's CPU and packet counters come from its `/metrics`.
+
+mod measure;
+mod media;
+mod peer;
+mod report;
+mod scenario;
+mod server;
+mod token;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::measure::latency_histogram;
+use crate::peer::{Live, PeerConfig, PeerResult};
+use crate::report::{Point, Quantiles, Report, ServerReport, SubscriberReport};
+use crate::scenario::Scenario;
+use crate::server::{ServerProbe, ServerSample};
+
+const MAX_PEERS: u32 = 2000;
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+#[derive(Parser, Debug)]
+#[command(name = "loadtest", about = "Synthetic WebRTC peers against a switchboard server")]
+struct Cli {
+    /// What to run.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// The server's HTTP address (signalling on /ws, metrics on /metrics). Loopback only.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Number of peers (pairs: rooms × 2; webinar: 1 publisher + subscribers).
+    #[arg(long, default_value_t = 10)]
+    peers: u32,
+    /// How long every peer sends, once all have joined.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Video bitrate per publisher.
+    #[arg(long, default_value_t = 1500)]
+    video_kbps: u64,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Joins per second while ramping up.
+    #[arg(long, default_value_t = 20.0)]
+    ramp: f64,
+    /// The server's API keys file (its data dir's keys.json).
+    #[arg(long, default_value = "data/keys.json")]
+    keys: PathBuf,
+    /// Sample this process's CPU and memory instead of the server's /metrics.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Worker threads for the peers (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if cli.peers == 0 || cli.peers > MAX_PEERS {
+        bail!("--peers must be between 1 and {MAX_PEERS}");
+    }
+    if cli.duration > MAX_DURATION || cli.duration.is_zero() {
+        bail!("--duration must be more than 0 and at most {MAX_DURATION:?}");
+    }
+    if !(cli.ramp > 0.0) {
+        bail!("--ramp must be positive");
+    }
+    let url = url::Url::parse(&cli.url).with_context(|| format!("bad --url {}", cli.url))?;
+    let addr = url
+        .socket_addrs(|| Some(80))
+        .with_context(|| format!("resolving {url}"))?
+        .into_iter()
+        .next()
+        .context("the --url host has no address")?;
+    peer::loopback_only(addr)?;
+    let key = token::ApiKey::from_keys_file(&cli.keys)?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build()?;
+    let report = rt.block_on(run(&cli, url, key))?;
+    print!("{}", report.summary());
+    if let Some(path) = &cli.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &cli.html {
+        std::fs::write(path, report.html()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.connected < cli.peers {
+        bail!("{} of {} peers did not connect", cli.peers - report.connected, cli.peers);
+    }
+    Ok(())
+}
+
+async fn run(cli: &Cli, url: url::Url, key: token::ApiKey) -> anyhow::Result<Report> {
+    let base = url.as_str().trim_end_matches('/').to_string();
+    let probe = ServerProbe::new(&base, cli.server_pid)?;
+    let before = probe.sample().await.with_context(|| format!("is the server running at {base}?"))?;
+    let ws_scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    let ws_url = format!("{ws_scheme}://{}{}", url.host_str().unwrap_or("127.0.0.1"), url.port().map(|p| format!(":{p}")).unwrap_or_default()) + "/ws";
+
+    let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() % 0xffff_ffff);
+    let plans = scenario::plan(cli.scenario, cli.peers, &run_id);
+    let expected_streams: Vec<usize> = plans.iter().map(|p| scenario::expected_streams(&plans, p)).collect();
+    let epoch = Instant::now();
+    let ramp = Duration::from_secs_f64(f64::from(cli.peers) / cli.ramp);
+    // Everyone joins during the ramp; a second more for the last to connect.
+    let steady_from = epoch + ramp + Duration::from_secs(1);
+    let send_until = steady_from + cli.duration;
+    let live = Arc::new(Live::default());
+    let token_ttl = ramp + cli.duration + Duration::from_secs(600);
+
+    let mut handles = Vec::with_capacity(plans.len());
+    for (i, plan) in plans.into_iter().enumerate() {
+        let token = key.mint(&plan.room, &plan.identity, token_ttl)?;
+        let cfg = PeerConfig {
+            ws_url: ws_url.clone(),
+            token,
+            video_bps: cli.video_kbps * 1000,
+            fps: cli.fps,
+            send_until,
+            epoch,
+            live: live.clone(),
+        };
+        let start = epoch + Duration::from_secs_f64(i as f64 / cli.ramp);
+        handles.push(tokio::spawn(async move {
+            tokio::time::sleep_until(start.into()).await;
+            peer::run(plan, cfg).await
+        }));
+    }
+
+    // Once a second: the time series, the progress line, the steady-state window.
+    let bar = ProgressBar::new(u64::from(cli.peers));
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} [{bar:30}] {pos}/{len} connected  {msg}").expect("valid template"));
+    let mut series = Vec::new();
+    let (mut last_sent, mut last_rx, mut last_cpu) = (0u64, 0u64, before.cpu_seconds);
+    let mut window: (Option<ServerSample>, Option<ServerSample>) = (None, None);
+    let mut rss_max = before.rss_bytes;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let end = send_until + peer::DRAIN + Duration::from_millis(300);
+    while Instant::now() < end {
+        tick.tick().await;
+        let now = Instant::now();
+        let sample = probe.sample().await.ok();
+        let (sent, rx) = (live.sent.load(Ordering::Relaxed), live.received.load(Ordering::Relaxed));
+        let cpu_pct = sample.map(|s| {
+            let pct = (s.cpu_seconds - last_cpu) * 100.0;
+            last_cpu = s.cpu_seconds;
+            rss_max = rss_max.max(s.rss_bytes);
+            pct
+        });
+        if now >= steady_from && window.0.is_none() {
+            window.0 = sample;
+        }
+        if now <= send_until && window.0.is_some() {
+            window.1 = sample;
+        }
+        let point = Point {
+            t: now.duration_since(epoch).as_secs_f64(),
+            connected: live.connected.load(Ordering::Relaxed),
+            sent_pps: (sent - last_sent) as f64,
+            received_pps: (rx - last_rx) as f64,
+            server_cpu_pct: cpu_pct,
+        };
+        (last_sent, last_rx) = (sent, rx);
+        bar.set_position(point.connected);
+        bar.set_message(format!(
+            "out {:.0} pkt/s  in {:.0} pkt/s  server {}  failed {}",
+            point.sent_pps,
+            point.received_pps,
+            cpu_pct.map_or("?".into(), |c| format!("{c:.0}% CPU")),
+            live.failed.load(Ordering::Relaxed)
+        ));
+        series.push(point);
+    }
+    let mut results: Vec<PeerResult> = Vec::with_capacity(handles.len());
+    for h in handles {
+        results.push(h.await.context("a peer task panicked")?);
+    }
+    bar.finish_and_clear();
+    let after = probe.sample().await.ok();
+    Ok(build_report(cli, &base, results, &expected_streams, before, after, window, rss_max, series))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    cli: &Cli,
+    base: &str,
+    results: Vec<PeerResult>,
+    expected_streams: &[usize],
+    before: ServerSample,
+    after: Option<ServerSample>,
+    window: (Option<ServerSample>, Option<ServerSample>),
+    rss_max: f64,
+    series: Vec<Point>,
+) -> Report {
+    let mut latency = latency_histogram();
+    let mut joins = latency_histogram();
+    let mut subscribers = Vec::new();
+    let (mut received, mut expected, mut duplicates, mut reordered, mut jitter_sum, mut jitter_n) = (0, 0, 0, 0, 0.0, 0usize);
+    let mut failed = Vec::new();
+    for (r, &want) in results.iter().zip(expected_streams) {
+        let _ = latency.add(&r.rx.latency_us);
+        if let Some(j) = r.join_to_media {
+            let _ = joins.record(j.as_millis().max(1) as u64);
+        }
+        if let Some(e) = &r.error {
+            failed.push(report::PeerFailure { identity: r.identity.clone(), error: e.clone() });
+        }
+        received += r.rx.unique();
+        expected += r.rx.expected();
+        for s in r.rx.streams.values() {
+            duplicates += s.duplicates;
+            reordered += s.reordered;
+            jitter_sum += s.jitter_ns / 1000.0;
+            jitter_n += 1;
+        }
+        if want > 0 {
+            // A stream that never arrived counts as nothing delivered.
+            let delivery = if r.rx.streams.len() < want || r.rx.expected() == 0 { 0.0 } else { r.rx.unique() as f64 / r.rx.expected() as f64 };
+            subscribers.push(SubscriberReport {
+                identity: r.identity.clone(),
+                streams: r.rx.streams.len(),
+                expected_streams: want,
+                received: r.rx.unique(),
+                expected: r.rx.expected(),
+                delivery,
+            });
+        }
+    }
+    let server = after.map(|a| {
+        let (w0, w1) = (window.0.unwrap_or(before), window.1.unwrap_or(a));
+        let (cpu, fwd) = (w1.cpu_seconds - w0.cpu_seconds, w1.rtp_forwarded - w0.rtp_forwarded);
+        ServerReport {
+            cpu_seconds: a.cpu_seconds - before.cpu_seconds,
+            forwarded_packets: a.rtp_forwarded - before.rtp_forwarded,
+            received_packets: a.rtp_received - before.rtp_received,
+            forwarded_per_cpu_second: if cpu > 0.0 { fwd / cpu } else { 0.0 },
+            cpu_us_per_forwarded_packet: if fwd > 0.0 { cpu * 1e6 / fwd } else { 0.0 },
+            rss_bytes_max: rss_max.max(a.rss_bytes),
+        }
+    });
+    Report {
+        target: base.to_string(),
+        scenario: cli.scenario,
+        peers: cli.peers,
+        duration_s: cli.duration.as_secs_f64(),
+        video_kbps: cli.video_kbps,
+        fps: cli.fps,
+        connected: results.iter().filter(|r| r.error.is_none()).count() as u32,
+        failed,
+        join_to_media_ms: Quantiles::of(&joins),
+        sent_packets: results.iter().map(|r| r.sent).sum(),
+        received_packets: received,
+        expected_packets: expected,
+        delivery_ratio: if expected > 0 { received as f64 / expected as f64 } else { 0.0 },
+        min_subscriber_delivery: subscribers.iter().map(|s| s.delivery).fold(1.0, f64::min),
+        duplicates,
+        reordered,
+        latency_histogram: report::buckets(&latency),
+        latency_us: Quantiles::of(&latency),
+        jitter_us_mean: if jitter_n > 0 { jitter_sum / jitter_n as f64 } else { 0.0 },
+        subscribers,
+        server,
+        series,
+    }
+}

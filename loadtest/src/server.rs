@@ -1,0 +1,78 @@
+//! The server's side of a run: its CPU time, memory and packet counters,
+//! sampled from `/metrics` (or `/proc/<pid>` when `--server-pid` is given).
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerSample {
+    pub cpu_seconds: f64,
+    pub rss_bytes: f64,
+    pub rtp_forwarded: f64,
+    pub rtp_received: f64,
+}
+
+pub struct ServerProbe {
+    metrics_url: String,
+    pid: Option<u32>,
+    http: reqwest::Client,
+}
+
+impl ServerProbe {
+    pub fn new(base: &str, pid: Option<u32>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+        Ok(ServerProbe { metrics_url: format!("{base}/metrics"), pid, http })
+    }
+
+    pub async fn sample(&self) -> anyhow::Result<ServerSample> {
+        let text = self
+            .http
+            .get(&self.metrics_url)
+            .send()
+            .await
+            .with_context(|| format!("fetching {}", self.metrics_url))?
+            .error_for_status()?
+            .text()
+            .await?;
+        let mut s = ServerSample {
+            cpu_seconds: sum(&text, "switchboard_cpu_seconds_total"),
+            rss_bytes: sum(&text, "process_resident_memory_bytes"),
+            rtp_forwarded: sum(&text, "switchboard_rtp_packets_forwarded_total"),
+            rtp_received: sum(&text, "switchboard_rtp_packets_received_total"),
+        };
+        if let Some(pid) = self.pid {
+            let (cpu, rss) = proc_stat(pid)?;
+            s.cpu_seconds = cpu;
+            s.rss_bytes = rss;
+        }
+        Ok(s)
+    }
+}
+
+/// Sum of every sample of metric `name` in Prometheus text (all label sets).
+fn sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// CPU seconds (user + system) and resident bytes of a process.
+fn proc_stat(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat.rsplit_once(") ").context("malformed stat")?.1.split(' ').collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    let cpu = (fields[11].parse::<f64>()? + fields[12].parse::<f64>()?) / ticks;
+    let rss_pages: f64 = fields[21].parse()?;
+    Ok((cpu, rss_pages * 4096.0))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sums_labelled_samples() {
+        let text = "# HELP x\nswitchboard_rtp_packets_forwarded_total{shard=\"0\"} 10\nswitchboard_rtp_packets_forwarded_total{shard=\"1\"} 5\nswitchboard_rtp_packets_forwarded_totalx 99\n";
+        assert_eq!(super::sum(text, "switchboard_rtp_packets_forwarded_total"), 15.0);
+    }
+}
