@@ -10,7 +10,7 @@ test-deps:
 	scripts/install-test-deps.sh
 
 test-rust:
-	cargo build --release --bins
+	cargo build --release --workspace --bins
 	if command -v cargo-nextest >/dev/null; then cargo nextest run --release --workspace; else cargo test --release --workspace; fi
 
 test-browser:
