@@ -27,6 +27,8 @@ pub mod core;
 pub mod io;
 pub mod runtime;
 pub mod stats;
+#[cfg(feature = "testbed")]
+pub mod testbed;
 
 pub use crate::core::command::{
     ClientEvent, ErrorCode, JoinRequest, MidInfo, ParticipantInfo, Permissions, Signal, TrackInfo,

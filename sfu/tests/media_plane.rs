@@ -3,11 +3,9 @@
 //! a subscriber's leg stays continuous when its source is replaced; keyframe
 //! requests reach the publisher; data channel messages reach everyone else.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{payload, tag, Bed};
+use sfu::testbed::{payload, tag, Bed};
 use sfu::ClientEvent;
 use str0m::media::MediaKind;
 
@@ -85,7 +83,7 @@ fn sequence_numbers_continue_across_publisher_rejoin() {
         bed.run(Duration::from_millis(30));
     }
     let c = bed.client(sub);
-    let video: Vec<&common::Received> =
+    let video: Vec<&sfu::testbed::Received> =
         c.rtp.iter().filter(|r| tag(&r.payload).starts_with(b"first") || tag(&r.payload).starts_with(b"second")).collect();
     assert_eq!(video.len(), 40, "all packets of both sessions arrived");
     assert!(video.iter().all(|r| r.mid == video[0].mid), "the rejoin reused the same m-line");

@@ -1,17 +1,17 @@
-//! In-memory test bed: real `ShardCore`s and the `Rooms` directory, with
-//! str0m client peers at fake addresses, no sockets, and virtual time.
-//! `Bed::run` always advances whatever is due first, like str0m's `progress()`.
-#![allow(dead_code)]
+//! In-memory test bed (feature `testbed`): real `ShardCore`s and the `Rooms`
+//! directory, with str0m client peers at fake addresses, no sockets, and
+//! virtual time. `Bed::run` always advances whatever is due first, like
+//! str0m's `progress()`. Used by the media-plane tests and the benchmarks.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sfu::core::command::{ClientEvent, JoinRequest, Permissions, ShardCommand, Signal};
-use sfu::core::ids::ParticipantId;
-use sfu::core::rooms::{ControlOutput, Rooms};
-use sfu::core::shard::{ShardCore, ShardOutput};
+use crate::core::command::{ClientEvent, JoinRequest, Permissions, ShardCommand, Signal};
+use crate::core::ids::ParticipantId;
+use crate::core::rooms::{ControlOutput, Rooms};
+use crate::core::shard::{ShardCore, ShardOutput};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
@@ -68,7 +68,7 @@ pub struct Bed {
     next_pid: u64,
     next_port: u16,
     /// Messages between shards, delivered in order.
-    media: VecDeque<(usize, sfu::core::command::MediaMsg)>,
+    media: VecDeque<(usize, crate::core::command::MediaMsg)>,
 }
 
 pub fn shard_addr(i: usize) -> SocketAddr {
@@ -213,6 +213,27 @@ impl Bed {
         c.pending = None;
         for sdp in std::mem::take(&mut c.held) {
             self.deliver_to_client(pid, ClientEvent::Offer { sdp, mids: vec![] });
+        }
+    }
+
+    /// `pid` writes one RTP packet; returns the datagrams its client sends
+    /// for it (SRTP, plus whatever else was due), not delivered anywhere.
+    pub fn client_datagrams(&mut self, pid: ParticipantId, kind: MediaKind, payload: &[u8]) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+        self.send_rtp(pid, kind, payload);
+        let now = self.now;
+        let c = self.clients.get_mut(&pid).unwrap();
+        let mut out = Vec::new();
+        loop {
+            match c.rtc.poll_output().unwrap() {
+                // Due now (e.g. the pacer releasing the packet): let it run.
+                Output::Timeout(t) if t <= now && out.is_empty() => c.rtc.handle_input(Input::Timeout(now)).unwrap(),
+                Output::Timeout(t) => {
+                    c.timeout = t;
+                    return out;
+                }
+                Output::Transmit(t) => out.push((t.source, t.destination, t.contents.to_vec())),
+                Output::Event(_) => {}
+            }
         }
     }
 
