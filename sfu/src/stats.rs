@@ -47,6 +47,8 @@ counters! {
     dropped_unparseable,
     /// Packets for a subscriber leg not yet negotiated or connected.
     dropped_not_ready,
+    /// Datagrams the kernel refused to send (full buffer, unreachable).
+    send_failed,
     /// Media messages for another shard dropped because its lane was full.
     dropped_lane_full,
     /// PLI/FIR received from subscribers.

@@ -166,11 +166,14 @@ impl ShardCore {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((slot, gen)) = self.timers.pop_due(now) {
+        while let Some((at, slot, gen)) = self.timers.pop_due(now) {
             if self.generations.get(slot) != Some(&gen) {
                 continue;
             }
             let Some(p) = self.slots[slot].as_mut() else { continue };
+            if p.scheduled != Some(at) && p.offer_due.is_none_or(|d| d > now) {
+                continue; // a stale entry: the live one is elsewhere in the heap
+            }
             if p.offer_due.is_some_and(|d| d <= now) {
                 p.offer_due = None;
                 self.offer_if_needed(slot);

@@ -2,8 +2,9 @@
 //!
 //! A min-heap with lazy deletion: an entry is pushed only when a deadline
 //! moves earlier than the one already queued, so a busy peer whose deadline
-//! keeps moving later costs nothing. A popped entry that is early is simply
-//! re-queued at the participant's current deadline by the caller.
+//! keeps moving later costs nothing. The caller remembers which entry is live
+//! (`Participant::scheduled`) and drops any other it pops: re-queuing a stale
+//! entry would duplicate the live one, and duplicates would breed.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -26,10 +27,10 @@ impl Timers {
         self.heap.peek().map(|Reverse((t, _, _))| *t)
     }
 
-    /// Pops one entry due at `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Slot, u32)> {
+    /// Pops one entry due at `now`: its time, slot and generation.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, Slot, u32)> {
         match self.heap.peek() {
-            Some(Reverse((t, _, _))) if *t <= now => self.heap.pop().map(|Reverse((_, s, g))| (s, g)),
+            Some(Reverse((t, _, _))) if *t <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
         }
     }

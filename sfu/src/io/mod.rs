@@ -1,3 +1,4 @@
 //! Threads and sockets around the sans-IO core.
 
+pub mod batch;
 pub mod worker;

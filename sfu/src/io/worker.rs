@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
@@ -16,13 +15,14 @@ use crate::core::command::{MediaMsg, ShardCommand};
 use crate::core::shard::{ShardCore, ShardOutput};
 use crate::runtime::Control;
 use crate::stats::SharedStats;
+use super::batch::{RecvBatch, SendBatch, BATCH};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
 
-/// Datagrams read per loop turn before commands and timers get a look in;
+/// Receive batches per loop turn before commands and timers get a look in;
 /// bounds the latency a burst can add to control work.
-const RECV_BUDGET: usize = 256;
+const RECV_BATCHES: usize = 8;
 /// Commands and media messages taken per loop turn, for the same reason.
 const LANE_BUDGET: usize = 1024;
 /// Media messages one shard may queue for another. At ~50k packets/s per
@@ -30,8 +30,8 @@ const LANE_BUDGET: usize = 1024;
 pub const MEDIA_LANE_DEPTH: usize = 4096;
 /// Upper bound on a poll wait, so a lost wake-up costs at most this much.
 const MAX_WAIT: Duration = Duration::from_millis(100);
-/// Largest datagram we accept; WebRTC keeps packets under ~1200 bytes.
-const MAX_DATAGRAM: usize = 2048;
+/// Socket buffers: a burst of a few hundred full-size datagrams fits.
+const SOCKET_BUFFER: usize = 4 << 20;
 
 /// What other threads hold to reach a shard.
 #[derive(Clone)]
@@ -78,6 +78,21 @@ pub struct Worker {
     pub stats: Arc<SharedStats>,
 }
 
+/// Sends everything the core has queued, `BATCH` datagrams per syscall.
+fn flush(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>) {
+    loop {
+        out.clear();
+        out.extend(std::iter::from_fn(|| core.poll_transmit()).take(BATCH));
+        if out.is_empty() {
+            return;
+        }
+        let sent = tx.send(socket, out.iter().map(|t| (t.destination, &t.contents[..])));
+        core.stats.datagrams_out += sent.datagrams;
+        core.stats.bytes_out += sent.bytes;
+        core.stats.send_failed += sent.failed;
+    }
+}
+
 impl Worker {
     pub fn run(self) {
         let Worker { mut core, socket, candidate_addr, lanes, peers, control, stats } = self;
@@ -86,13 +101,19 @@ impl Worker {
             warn!(shard = core.id(), "socket: {e}");
             return;
         }
-        let mut socket = UdpSocket::from_std(socket);
-        if let Err(e) = poll.registry().register(&mut socket, SOCKET, Interest::READABLE) {
+        // The std socket does the batched I/O; mio only watches its descriptor.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+        if let Err(e) = poll.registry().register(&mut mio::unix::SourceFd(&fd), SOCKET, Interest::READABLE) {
             warn!(shard = core.id(), "register socket: {e}");
             return;
         }
         let mut events = Events::with_capacity(64);
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut rx = RecvBatch::default();
+        let mut tx = SendBatch::default();
+        let mut out: Vec<str0m::net::Transmit> = Vec::with_capacity(BATCH);
         // Edge-triggered readiness: remember that the socket still has data
         // when the budget ran out before WouldBlock.
         let mut readable = true;
@@ -121,9 +142,17 @@ impl Worker {
                 core.handle_media(now, msg);
             }
             if readable {
-                for _ in 0..RECV_BUDGET {
-                    match socket.recv_from(&mut buf) {
-                        Ok((n, source)) => core.handle_receive(now, source, candidate_addr, &buf[..n]),
+                for _ in 0..RECV_BATCHES {
+                    match rx.recv(&socket) {
+                        Ok(n) => {
+                            for i in 0..n {
+                                if let Some((source, data)) = rx.get(i) {
+                                    core.handle_receive(now, source, candidate_addr, data);
+                                }
+                            }
+                            // Sent as soon as made: forwarding latency stays one batch.
+                            flush(&mut core, &socket, &mut tx, &mut out);
+                        }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
                             readable = false;
                             break;
@@ -134,16 +163,7 @@ impl Worker {
                 }
             }
             core.handle_timeout(Instant::now());
-
-            while let Some(t) = core.poll_transmit() {
-                match socket.send_to(&t.contents, t.destination) {
-                    Ok(n) => {
-                        core.stats.datagrams_out += 1;
-                        core.stats.bytes_out += n as u64;
-                    }
-                    Err(e) => debug!(shard = core.id(), dest = %t.destination, "send: {e}"),
-                }
-            }
+            flush(&mut core, &socket, &mut tx, &mut out);
             while let Some(out) = core.poll_output() {
                 match out {
                     ShardOutput::Control(ev) => control.on_shard_event(ev),
