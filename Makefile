@@ -12,6 +12,7 @@ test-deps:
 test-rust:
 	cargo build --release --workspace --bins
 	if command -v cargo-nextest >/dev/null; then cargo nextest run --release --workspace; else cargo test --release --workspace; fi
+	cargo bench --workspace --no-run
 
 test-browser:
 	cd tests/browser && npm ci --no-audit --no-fund && npm test

@@ -1,4 +1,4 @@
-//! `loadtest`: synthetic str0m peers against a running switchboard.
+//! `loadtest`: synthetic str0m peers against a running switchboard (or Janus).
 //!
 //! ```text
 //! cargo run --release -p loadtest -- pairs --peers 10 --duration 10s --keys data/keys.json
@@ -7,12 +7,15 @@
 //! key), exchange DTLS-SRTP media over UDP, and measure what arrives. The
 //! server's CPU and packet counters come from its `/metrics`.
 
+mod janus;
 mod measure;
 mod media;
 mod peer;
 mod report;
 mod scenario;
 mod server;
+mod signal;
+mod switchboard;
 mod token;
 
 use std::path::PathBuf;
@@ -33,15 +36,31 @@ use crate::server::{ServerProbe, ServerSample};
 const MAX_PEERS: u32 = 2000;
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Switchboard,
+    /// Janus VideoRoom over its HTTP API (`--url http://…:8088/janus`; webinar only).
+    Janus,
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "loadtest", about = "Synthetic WebRTC peers against a switchboard server")]
 struct Cli {
     /// What to run.
     #[arg(value_enum)]
     scenario: Scenario,
-    /// The server's HTTP address (signalling on /ws, metrics on /metrics). Loopback only.
+    /// Which server the load goes to.
+    #[arg(long, value_enum, default_value = "switchboard")]
+    target: Target,
+    /// The server's HTTP address (switchboard: /ws and /metrics below it;
+    /// Janus: its API path). Only addresses of this host (or namespace).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Address the peers' UDP sockets bind: a local address the server's
+    /// candidates are reachable from (Janus in a namespace needs its veth address).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_ip: std::net::IpAddr,
     /// Number of peers (pairs: rooms × 2; webinar: 1 publisher + subscribers).
     #[arg(long, default_value_t = 10)]
     peers: u32,
@@ -95,8 +114,15 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .next()
         .context("the --url host has no address")?;
-    peer::loopback_only(addr)?;
-    let key = token::ApiKey::from_keys_file(&cli.keys)?;
+    peer::local_only(addr.ip())?;
+    peer::local_only(cli.bind_ip)?;
+    if cli.target == Target::Janus && cli.scenario != Scenario::Webinar {
+        bail!("--target janus runs the webinar scenario only");
+    }
+    let key = match cli.target {
+        Target::Switchboard => Some(token::ApiKey::from_keys_file(&cli.keys)?),
+        Target::Janus => None,
+    };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cli.threads {
         rt.worker_threads(n.max(1));
@@ -116,9 +142,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(cli: &Cli, url: url::Url, key: token::ApiKey) -> anyhow::Result<Report> {
+async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Result<Report> {
     let base = url.as_str().trim_end_matches('/').to_string();
-    let probe = ServerProbe::new(&base, cli.server_pid)?;
+    let probe = ServerProbe::new((cli.target == Target::Switchboard).then_some(base.as_str()), cli.server_pid)?;
     let before = probe.sample().await.with_context(|| format!("is the server running at {base}?"))?;
     let ws_scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     let ws_url = format!("{ws_scheme}://{}{}", url.host_str().unwrap_or("127.0.0.1"), url.port().map(|p| format!(":{p}")).unwrap_or_default()) + "/ws";
@@ -133,13 +159,21 @@ async fn run(cli: &Cli, url: url::Url, key: token::ApiKey) -> anyhow::Result<Rep
     let send_until = steady_from + cli.duration;
     let live = Arc::new(Live::default());
     let token_ttl = ramp + cli.duration + Duration::from_secs(600);
+    let janus_room = u64::from_str_radix(&run_id, 16).unwrap_or(1) % 1_000_000_000 + 1;
+    if cli.target == Target::Janus {
+        janus::create_room(&base, janus_room, cli.peers).await?;
+    }
 
     let mut handles = Vec::with_capacity(plans.len());
     for (i, plan) in plans.into_iter().enumerate() {
-        let token = key.mint(&plan.room, &plan.identity, token_ttl)?;
+        let connect: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<signal::Signaller>> + Send>> = match (&key, plan.audio || plan.video) {
+            (Some(key), _) => Box::pin(switchboard::connect(ws_url.clone(), key.mint(&plan.room, &plan.identity, token_ttl)?)),
+            (None, true) => Box::pin(janus::publisher(base.clone(), janus_room, plan.identity.clone())),
+            (None, false) => Box::pin(janus::subscriber(base.clone(), janus_room)),
+        };
         let cfg = PeerConfig {
-            ws_url: ws_url.clone(),
-            token,
+            bind_ip: cli.bind_ip,
+            always_offer: cli.target == Target::Switchboard,
             video_bps: cli.video_kbps * 1000,
             fps: cli.fps,
             send_until,
@@ -149,7 +183,7 @@ async fn run(cli: &Cli, url: url::Url, key: token::ApiKey) -> anyhow::Result<Rep
         let start = epoch + Duration::from_secs_f64(i as f64 / cli.ramp);
         handles.push(tokio::spawn(async move {
             tokio::time::sleep_until(start.into()).await;
-            peer::run(plan, cfg).await
+            peer::run(plan, cfg, connect).await
         }));
     }
 
@@ -165,8 +199,8 @@ async fn run(cli: &Cli, url: url::Url, key: token::ApiKey) -> anyhow::Result<Rep
     while Instant::now() < end {
         tick.tick().await;
         let now = Instant::now();
-        let sample = probe.sample().await.ok();
         let (sent, rx) = (live.sent.load(Ordering::Relaxed), live.received.load(Ordering::Relaxed));
+        let sample = probe.sample().await.ok().map(|s| ServerSample { peers_received: rx as f64, ..s });
         let cpu_pct = sample.map(|s| {
             let pct = (s.cpu_seconds - last_cpu) * 100.0;
             last_cpu = s.cpu_seconds;
@@ -202,7 +236,7 @@ async fn run(cli: &Cli, url: url::Url, key: token::ApiKey) -> anyhow::Result<Rep
         results.push(h.await.context("a peer task panicked")?);
     }
     bar.finish_and_clear();
-    let after = probe.sample().await.ok();
+    let after = probe.sample().await.ok().map(|s| ServerSample { peers_received: live.received.load(Ordering::Relaxed) as f64, ..s });
     Ok(build_report(cli, &base, results, &expected_streams, before, after, window, rss_max, series))
 }
 
@@ -254,18 +288,18 @@ fn build_report(
     }
     let server = after.map(|a| {
         let (w0, w1) = (window.0.unwrap_or(before), window.1.unwrap_or(a));
-        let (cpu, fwd) = (w1.cpu_seconds - w0.cpu_seconds, w1.rtp_forwarded - w0.rtp_forwarded);
+        let (cpu, fwd) = (w1.cpu_seconds - w0.cpu_seconds, w1.forwarded() - w0.forwarded());
         ServerReport {
             cpu_seconds: a.cpu_seconds - before.cpu_seconds,
-            forwarded_packets: a.rtp_forwarded - before.rtp_forwarded,
-            received_packets: a.rtp_received - before.rtp_received,
+            forwarded_packets: a.forwarded() - before.forwarded(),
+            received_packets: a.rtp_received.zip(before.rtp_received).map(|(a, b)| a - b),
             forwarded_per_cpu_second: if cpu > 0.0 { fwd / cpu } else { 0.0 },
             cpu_us_per_forwarded_packet: if fwd > 0.0 { cpu * 1e6 / fwd } else { 0.0 },
             rss_bytes_max: rss_max.max(a.rss_bytes),
         }
     });
     Report {
-        target: base.to_string(),
+        target: format!("{:?} at {base}", cli.target).to_lowercase(),
         scenario: cli.scenario,
         peers: cli.peers,
         duration_s: cli.duration.as_secs_f64(),

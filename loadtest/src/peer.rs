@@ -1,15 +1,13 @@
-//! One synthetic peer: joins through the real signalling WebSocket, runs a
-//! str0m `Rtc` (RTP mode) over its own UDP socket, publishes synthetic audio
-//! and video and measures what it receives. One tokio task per peer.
+//! One synthetic peer's media: a str0m `Rtc` (RTP mode) over its own UDP
+//! socket that publishes synthetic audio and video and measures what it
+//! receives. Signalling (switchboard's WebSocket or Janus' HTTP API) comes in
+//! through a [`Signaller`]. One tokio task per peer.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
@@ -17,11 +15,11 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
-use tokio::time::{sleep_until, timeout, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::time::{sleep_until, MissedTickBehavior};
 
 use crate::measure::Receiver;
 use crate::media::{self, Kind, Probe, VideoSource};
+use crate::signal::{FromServer, Signaller, ToServer};
 
 /// Live counters the progress line and time series read.
 #[derive(Default)]
@@ -41,8 +39,11 @@ pub struct PeerPlan {
 }
 
 pub struct PeerConfig {
-    pub ws_url: String,
-    pub token: String,
+    /// Address the peer's UDP socket binds (must reach the server's candidates).
+    pub bind_ip: std::net::IpAddr,
+    /// Offer first even without media to send (switchboard wants a data
+    /// channel from everyone; a Janus subscriber waits for Janus' offer).
+    pub always_offer: bool,
     pub video_bps: u64,
     pub fps: u32,
     /// Stop sending at this instant; stop receiving `DRAIN` later.
@@ -53,7 +54,6 @@ pub struct PeerConfig {
 
 /// After sending stops, how long in-flight packets may still arrive.
 pub const DRAIN: Duration = Duration::from_millis(700);
-const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct PeerResult {
@@ -65,9 +65,12 @@ pub struct PeerResult {
     pub error: Option<String>,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-pub async fn run(plan: PeerPlan, cfg: PeerConfig) -> PeerResult {
+/// Runs the peer: `connect` joins (its time counts towards join time), then
+/// media flows until `cfg.send_until` plus `DRAIN`.
+pub async fn run<F>(plan: PeerPlan, cfg: PeerConfig, connect: F) -> PeerResult
+where
+    F: std::future::Future<Output = anyhow::Result<Signaller>>,
+{
     let mut result = PeerResult {
         identity: plan.identity.clone(),
         join_to_media: None,
@@ -75,7 +78,12 @@ pub async fn run(plan: PeerPlan, cfg: PeerConfig) -> PeerResult {
         rx: Receiver::default(),
         error: None,
     };
-    if let Err(e) = session(&plan, &cfg, &mut result).await {
+    let started = Instant::now();
+    let outcome = match connect.await {
+        Ok(signaller) => session(&plan, &cfg, signaller, &mut result, started).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
         cfg.live.failed.fetch_add(1, Ordering::Relaxed);
         result.error = Some(format!("{e:#}"));
     }
@@ -93,35 +101,30 @@ struct Peer {
     keyframe_wanted: bool,
 }
 
-async fn session(plan: &PeerPlan, cfg: &PeerConfig, result: &mut PeerResult) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let (mut ws, _) = timeout(JOIN_TIMEOUT, tokio_tungstenite::connect_async(&cfg.ws_url))
-        .await
-        .context("signalling did not answer in time")?
-        .with_context(|| format!("connecting to {}", cfg.ws_url))?;
-    send(&mut ws, json!({ "type": "join", "token": cfg.token })).await?;
-    let joined = timeout(JOIN_TIMEOUT, next_json(&mut ws)).await.context("no answer to join")??;
-    match joined["type"].as_str() {
-        Some("joined") => {}
-        Some("closed") => bail!("join refused: {} ({})", joined["message"], joined["code"]),
-        _ => bail!("unexpected first message {joined}"),
-    }
-
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+async fn session(plan: &PeerPlan, cfg: &PeerConfig, signaller: Signaller, result: &mut PeerResult, started: Instant) -> anyhow::Result<()> {
+    let Signaller { to_server, mut from_server } = signaller;
+    let socket = UdpSocket::bind((cfg.bind_ip, 0)).await?;
     let local = socket.local_addr()?;
     let mut rtc = RtcConfig::new().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true).build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
     let mut api = rtc.sdp_api();
     let audio_mid = plan.audio.then(|| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
     let video_mid = plan.video.then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
-    api.add_channel("room".into());
-    let (offer, pending) = api.apply().context("nothing to offer")?;
-    send(&mut ws, json!({ "type": "offer", "sdp": offer.to_sdp_string(), "tracks": [] })).await?;
+    if cfg.always_offer {
+        api.add_channel("room".into());
+    }
+    let pending = match api.apply() {
+        Some((offer, pending)) => {
+            to_server.send(ToServer::Offer(offer.to_sdp_string())).await.context("signalling ended")?;
+            Some(pending)
+        }
+        None => None, // receive-only: the server offers
+    };
     let pt = |rtc: &Rtc, codec: Codec| rtc.codec_config().params().iter().find(|p| p.spec().codec == codec).map(|p| p.pt());
     let audio = audio_mid.and_then(|m| pt(&rtc, Codec::Opus).map(|p| (m, p)));
     let video = video_mid.and_then(|m| pt(&rtc, Codec::Vp8).map(|p| (m, p)));
     let mut peer =
-        Peer { rtc, socket, pending: Some(pending), audio, video, connected: false, next_timeout: Instant::now(), keyframe_wanted: false };
+        Peer { rtc, socket, pending, audio, video, connected: false, next_timeout: Instant::now(), keyframe_wanted: false };
 
     let mut audio_tick = tokio::time::interval(media::AUDIO_INTERVAL);
     audio_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -135,9 +138,11 @@ async fn session(plan: &PeerPlan, cfg: &PeerConfig, result: &mut PeerResult) -> 
     loop {
         let sending = peer.connected && Instant::now() < cfg.send_until;
         tokio::select! {
-            msg = next_json(&mut ws) => {
-                let msg = msg?;
-                signal(&mut peer, &mut ws, &msg).await?;
+            msg = from_server.recv() => {
+                let msg = msg.context("signalling ended")?;
+                if let Some(reply) = signal(&mut peer, msg)? {
+                    to_server.send(reply).await.context("signalling ended")?;
+                }
                 drive(&mut peer, cfg, result, started).await?;
             }
             r = peer.socket.recv_from(&mut buf) => {
@@ -187,8 +192,7 @@ async fn session(plan: &PeerPlan, cfg: &PeerConfig, result: &mut PeerResult) -> 
             _ = sleep_until(stop_at.into()) => break,
         }
     }
-    let _ = send(&mut ws, json!({ "type": "leave" })).await;
-    let _ = ws.close(None).await;
+    let _ = to_server.send(ToServer::Leave).await;
     if peer.connected {
         cfg.live.connected.fetch_sub(1, Ordering::Relaxed);
     } else {
@@ -236,40 +240,22 @@ async fn drive(peer: &mut Peer, cfg: &PeerConfig, result: &mut PeerResult, start
     }
 }
 
-/// Handles one signalling message from the server.
-async fn signal(peer: &mut Peer, ws: &mut Ws, msg: &Value) -> anyhow::Result<()> {
-    match msg["type"].as_str() {
-        Some("answer") => {
-            let answer = SdpAnswer::from_sdp_string(msg["sdp"].as_str().unwrap_or_default())?;
+/// Applies one message from the server; returns the reply, if one is due.
+fn signal(peer: &mut Peer, msg: FromServer) -> anyhow::Result<Option<ToServer>> {
+    match msg {
+        FromServer::Answer(sdp) => {
+            let answer = SdpAnswer::from_sdp_string(&sdp)?;
             if let Some(pending) = peer.pending.take() {
                 peer.rtc.sdp_api().accept_answer(pending, answer)?;
             }
+            Ok(None)
         }
-        Some("offer") => {
-            let offer = SdpOffer::from_sdp_string(msg["sdp"].as_str().unwrap_or_default())?;
+        FromServer::Offer(sdp) => {
+            let offer = SdpOffer::from_sdp_string(&sdp)?;
             let answer = peer.rtc.sdp_api().accept_offer(offer)?;
-            send(ws, json!({ "type": "answer", "sdp": answer.to_sdp_string() })).await?;
+            Ok(Some(ToServer::Answer(answer.to_sdp_string())))
         }
-        Some("closed") => bail!("server closed the session: {} ({})", msg["message"], msg["code"]),
-        Some("error") => tracing::warn!("server error: {msg}"),
-        _ => {}
-    }
-    Ok(())
-}
-
-async fn send(ws: &mut Ws, v: Value) -> anyhow::Result<()> {
-    ws.send(Message::Text(v.to_string().into())).await.context("signalling send")
-}
-
-/// The next JSON text message; pings are answered by tungstenite itself.
-async fn next_json(ws: &mut Ws) -> anyhow::Result<Value> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
-            Some(Ok(Message::Close(_))) | None => bail!("signalling connection closed"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e).context("signalling"),
-        }
+        FromServer::Closed(why) => bail!("server closed the session: {why}"),
     }
 }
 
@@ -277,11 +263,12 @@ pub fn ns_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_nanos() as u64
 }
 
-/// Checks that `url`'s host is a loopback address: the harness only loads
-/// servers on this machine (or in a namespace reached through loopback).
-pub fn loopback_only(addr: SocketAddr) -> anyhow::Result<()> {
-    if !addr.ip().is_loopback() {
-        bail!("refusing to send load to {addr}: only loopback targets are allowed");
+/// Refuses addresses that are not this host's (or this namespace's): the
+/// harness only loads servers here. Loopback always is; another address is
+/// if a socket can bind it.
+pub fn local_only(ip: std::net::IpAddr) -> anyhow::Result<()> {
+    if ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok() {
+        return Ok(());
     }
-    Ok(())
+    bail!("refusing to send load to {ip}: only addresses of this host or namespace are allowed");
 }

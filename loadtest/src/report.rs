@@ -82,9 +82,10 @@ impl Quantiles {
 #[derive(Debug, Serialize)]
 pub struct ServerReport {
     pub cpu_seconds: f64,
-    /// RTP packets the server wrote on subscriber legs during the run.
+    /// RTP packets the server wrote on subscriber legs during the run (its
+    /// own count, or what the peers received when it has none).
     pub forwarded_packets: f64,
-    pub received_packets: f64,
+    pub received_packets: Option<f64>,
     pub forwarded_per_cpu_second: f64,
     pub cpu_us_per_forwarded_packet: f64,
     pub rss_bytes_max: f64,
@@ -128,7 +129,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut s = String::new();
         let l = &self.latency_us;
-        let _ = writeln!(s, "switchboard load test: {} → {}", scenario_name(self.scenario), self.target);
+        let _ = writeln!(s, "load test: {} → {}", scenario_name(self.scenario), self.target);
         let _ = writeln!(s, "  peers            {} ({} connected, {} failed), {:.1} s, video {} kb/s at {} fps", self.peers, self.connected, self.failed.len(), self.duration_s, self.video_kbps, self.fps);
         let j = &self.join_to_media_ms;
         let _ = writeln!(s, "  join → media     p50 {:.0} ms  p95 {:.0} ms  max {:.0} ms", j.p50, j.p95, j.max);
@@ -167,7 +168,7 @@ impl Report {
         let cpu: Vec<(f64, f64)> = self.series.iter().filter_map(|p| Some((p.t, p.server_cpu_pct?))).collect();
         format!(
             r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Switchboard load test: {scenario}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Load test: {scenario}</title>
 <style>
 body {{ font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #1f2328; }}
 pre {{ background: #f6f8fa; padding: 1rem; white-space: pre-wrap; }}
@@ -176,7 +177,7 @@ svg {{ width: 100%; height: auto; background: #fff; border: 1px solid #d0d7de; }
 .bar {{ fill: #3b82f6; }} .line {{ fill: none; stroke-width: 2; }} .rx {{ stroke: #3b82f6; }} .tx {{ stroke: #9ca3af; stroke-dasharray: 4 3; }} .cpu {{ stroke: #dc2626; }}
 text {{ font-size: 11px; fill: #57606a; }} .axis {{ stroke: #d0d7de; }}
 </style></head><body>
-<h1>Switchboard load test: {scenario}</h1>
+<h1>Load test: {scenario}</h1>
 <pre>{summary}</pre>
 <figure id="latency"><figcaption>Latency from send to receive through the server, same clock (packets per bucket, upper bound)</figcaption>{latency_svg}</figure>
 <figure id="throughput"><figcaption>Packets per second: received by subscribers (blue), sent by publishers (grey)</figcaption>{throughput_svg}</figure>

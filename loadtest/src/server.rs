@@ -1,5 +1,6 @@
 //! The server's side of a run: its CPU time, memory and packet counters,
-//! sampled from `/metrics` (or `/proc/<pid>` when `--server-pid` is given).
+//! sampled from switchboard's `/metrics`, and from `/proc/<pid>` when
+//! `--server-pid` is given (the only source for a server without `/metrics`).
 
 use std::time::Duration;
 
@@ -9,44 +10,64 @@ use anyhow::Context;
 pub struct ServerSample {
     pub cpu_seconds: f64,
     pub rss_bytes: f64,
-    pub rtp_forwarded: f64,
-    pub rtp_received: f64,
+    /// The server's own count, when it has `/metrics`.
+    pub rtp_forwarded: Option<f64>,
+    pub rtp_received: Option<f64>,
+    /// What all peers had received by then (filled in by the caller): the
+    /// forwarded count of a server that does not count.
+    pub peers_received: f64,
+}
+
+impl ServerSample {
+    pub fn forwarded(&self) -> f64 {
+        self.rtp_forwarded.unwrap_or(self.peers_received)
+    }
 }
 
 pub struct ServerProbe {
-    metrics_url: String,
+    metrics_url: Option<String>,
     pid: Option<u32>,
     http: reqwest::Client,
 }
 
 impl ServerProbe {
-    pub fn new(base: &str, pid: Option<u32>) -> anyhow::Result<Self> {
+    /// `metrics_base`: switchboard's HTTP address; `None` for other servers.
+    pub fn new(metrics_base: Option<&str>, pid: Option<u32>) -> anyhow::Result<Self> {
+        anyhow::ensure!(metrics_base.is_some() || pid.is_some(), "without /metrics, --server-pid is needed to measure the server");
         let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
-        Ok(ServerProbe { metrics_url: format!("{base}/metrics"), pid, http })
+        Ok(ServerProbe { metrics_url: metrics_base.map(|b| format!("{b}/metrics")), pid, http })
     }
 
     pub async fn sample(&self) -> anyhow::Result<ServerSample> {
-        let text = self
-            .http
-            .get(&self.metrics_url)
-            .send()
-            .await
-            .with_context(|| format!("fetching {}", self.metrics_url))?
-            .error_for_status()?
-            .text()
-            .await?;
-        let mut s = ServerSample {
-            cpu_seconds: sum(&text, "switchboard_cpu_seconds_total"),
-            rss_bytes: sum(&text, "process_resident_memory_bytes"),
-            rtp_forwarded: sum(&text, "switchboard_rtp_packets_forwarded_total"),
-            rtp_received: sum(&text, "switchboard_rtp_packets_received_total"),
-        };
+        let mut s = ServerSample::default();
+        if let Some(url) = &self.metrics_url {
+            s = self.scrape(url).await?;
+        }
         if let Some(pid) = self.pid {
             let (cpu, rss) = proc_stat(pid)?;
             s.cpu_seconds = cpu;
             s.rss_bytes = rss;
         }
         Ok(s)
+    }
+
+    async fn scrape(&self, url: &str) -> anyhow::Result<ServerSample> {
+        let text = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("fetching {url}"))?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(ServerSample {
+            cpu_seconds: sum(&text, "switchboard_cpu_seconds_total"),
+            rss_bytes: sum(&text, "process_resident_memory_bytes"),
+            rtp_forwarded: Some(sum(&text, "switchboard_rtp_packets_forwarded_total")),
+            rtp_received: Some(sum(&text, "switchboard_rtp_packets_received_total")),
+            peers_received: 0.0,
+        })
     }
 }
 

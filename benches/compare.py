@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Switchboard and Janus under the same load, in one run, on this machine.
+
+Starts Janus (VideoRoom) in a network namespace with a veth pair
+(benches/janus/start.sh), starts switchboard in the same namespace, runs the
+load-test harness against each, runs the raw-limit baseline (criterion), and
+prints one table. Needs root, `janus`, a release build
+(`cargo build --release --workspace`).
+
+    sudo benches/compare.py [--duration 10s] [--subscribers 100]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def loadtest(ns, out, *args):
+    cmd = ["ip", "netns", "exec", ns, str(BIN / "loadtest"), *args, "--json", str(out)]
+    print("$", " ".join(cmd), flush=True)
+    r = subprocess.run(cmd, text=True, capture_output=True, timeout=600)
+    print(r.stdout, r.stderr[-2000:], flush=True)
+    return json.loads(out.read_text())
+
+
+def raw_limit(fanout):
+    """Copies per second of one core at the raw limit (criterion, this run)."""
+    subprocess.run(["cargo", "bench", "-p", "switchboard-benches", "--bench", "forwarding", "--", f"raw_limit/{fanout}$"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=900)
+    est = json.loads((ROOT / "target" / "criterion" / "raw_limit" / str(fanout) / "new" / "estimates.json").read_text())
+    return fanout / (est["mean"]["point_estimate"] / 1e9)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", default="10s")
+    ap.add_argument("--subscribers", type=int, default=100)
+    ap.add_argument("--conference", type=int, default=8)
+    a = ap.parse_args()
+    ns = "sbjanus"
+    subprocess.run([ROOT / "benches/janus/stop.sh"], env={**os.environ, "NS": ns})
+    info = dict(kv.split("=", 1) for kv in sh(ROOT / "benches/janus/start.sh", env={**os.environ, "NS": ns}).split())
+    data = tempfile.mkdtemp(prefix="switchboard-bench-")
+    out = pathlib.Path(data)
+    sb = subprocess.Popen(["ip", "netns", "exec", ns, str(BIN / "switchboard"), "--http", "127.0.0.1:8080", "--udp-port", "0",
+                           "--data-dir", data], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if subprocess.run(["ip", "netns", "exec", ns, "curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"]).returncode == 0:
+                break
+            time.sleep(0.2)
+        peers = str(a.subscribers + 1)
+        common = ["--duration", a.duration]
+        rows = []
+        r = loadtest(ns, out / "sb-webinar.json", "webinar", "--peers", peers, "--keys", f"{data}/keys.json", *common)
+        rows.append(("webinar", "switchboard", r))
+        r = loadtest(ns, out / "janus-webinar.json", "webinar", "--target", "janus", "--url", info["URL"], "--bind-ip", info["IP"],
+                     "--server-pid", info["PID"], "--peers", peers, *common)
+        rows.append(("webinar", "janus", r))
+        r = loadtest(ns, out / "sb-conference.json", "conference", "--peers", str(a.conference), "--keys", f"{data}/keys.json", *common)
+        rows.append(("conference", "switchboard", r))
+        raw = raw_limit(100)
+    finally:
+        sb.terminate()
+        sb.wait(timeout=10)
+        subprocess.run([ROOT / "benches/janus/stop.sh"], env={**os.environ, "NS": ns})
+        shutil.rmtree(data, ignore_errors=True)
+
+    print(f"\nraw limit (criterion raw_limit/100, this run): {raw:,.0f} copies per CPU-second\n")
+    print("| scenario | server | forwarded packets per server CPU-second | ratio to raw limit | p50 / p99 latency (µs) | server RSS (MB) | delivery |")
+    print("|---|---|---|---|---|---|---|")
+    by = {}
+    for scenario, target, r in rows:
+        s = r["server"]
+        by[(scenario, target)] = s["forwarded_per_cpu_second"]
+        print(f"| {scenario} | {target} | {s['forwarded_per_cpu_second']:,.0f} | {s['forwarded_per_cpu_second'] / raw:.2f} | "
+              f"{r['latency_us']['p50']:.0f} / {r['latency_us']['p99']:.0f} | {s['rss_bytes_max'] / 1e6:.1f} | {100 * r['delivery_ratio']:.2f}% |")
+    if ("webinar", "janus") in by:
+        print(f"\nswitchboard / Janus, webinar: {by[('webinar', 'switchboard')] / by[('webinar', 'janus')]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
