@@ -79,14 +79,16 @@ def main():
         shutil.rmtree(data, ignore_errors=True)
 
     print(f"\nraw limit (criterion raw_limit/100, this run): {raw:,.0f} copies per CPU-second\n")
-    print("| scenario | server | forwarded packets per server CPU-second | ratio to raw limit | p50 / p99 latency (µs) | server RSS (MB) | delivery |")
-    print("|---|---|---|---|---|---|---|")
+    print("| scenario | server | forwarded packets per server CPU-second | ratio to raw limit | p50 / p99 end-to-end latency (µs) | p50 / p99 inside the server (µs) | server RSS (MB) | delivery |")
+    print("|---|---|---|---|---|---|---|---|")
     by = {}
     for scenario, target, r in rows:
         s = r["server"]
         by[(scenario, target)] = s["forwarded_per_cpu_second"]
+        d = s.get("forwarding_delay_us")
+        inside = f"≤{d['p50']:.0f} / ≤{d['p99']:.0f}" if d else "n/a"
         print(f"| {scenario} | {target} | {s['forwarded_per_cpu_second']:,.0f} | {s['forwarded_per_cpu_second'] / raw:.2f} | "
-              f"{r['latency_us']['p50']:.0f} / {r['latency_us']['p99']:.0f} | {s['rss_bytes_max'] / 1e6:.1f} | {100 * r['delivery_ratio']:.2f}% |")
+              f"{r['latency_us']['p50']:.0f} / {r['latency_us']['p99']:.0f} | {inside} | {s['rss_bytes_max'] / 1e6:.1f} | {100 * r['delivery_ratio']:.2f}% |")
     if ("webinar", "janus") in by:
         print(f"\nswitchboard / Janus, webinar: {by[('webinar', 'switchboard')] / by[('webinar', 'janus')]:.2f}x")
 

@@ -296,6 +296,14 @@ fn build_report(
             forwarded_per_cpu_second: if cpu > 0.0 { fwd / cpu } else { 0.0 },
             cpu_us_per_forwarded_packet: if fwd > 0.0 { cpu * 1e6 / fwd } else { 0.0 },
             rss_bytes_max: rss_max.max(a.rss_bytes),
+            forwarding_delay_us: w0.delay.zip(w1.delay).and_then(|(d0, d1)| {
+                let total = w1.delay_count - w0.delay_count;
+                Some(report::DelayQuantiles {
+                    p50: server::delay_quantile(&d0, &d1, total, 0.5)?,
+                    p99: server::delay_quantile(&d0, &d1, total, 0.99)?,
+                    mean: (w1.delay_sum - w0.delay_sum) * 1e6 / total,
+                })
+            }),
         }
     });
     Report {

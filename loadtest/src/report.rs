@@ -89,6 +89,16 @@ pub struct ServerReport {
     pub forwarded_per_cpu_second: f64,
     pub cpu_us_per_forwarded_packet: f64,
     pub rss_bytes_max: f64,
+    /// Time packets spent inside the server in the steady window (bucket
+    /// upper bounds, µs), from its own histogram: switchboard only.
+    pub forwarding_delay_us: Option<DelayQuantiles>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DelayQuantiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub mean: f64,
 }
 
 /// One second of the run.
@@ -143,6 +153,9 @@ impl Report {
             self.reordered
         );
         let _ = writeln!(s, "  latency (µs)     p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}  (jitter {:.0} µs)", l.p50, l.p95, l.p99, l.max, self.jitter_us_mean);
+        if let Some(d) = self.server.as_ref().and_then(|s| s.forwarding_delay_us.as_ref()) {
+            let _ = writeln!(s, "  inside server    p50 ≤ {:.0} µs  p99 ≤ {:.0} µs  mean {:.0} µs (its histogram, kernel excluded)", d.p50, d.p99, d.mean);
+        }
         if let Some(sv) = &self.server {
             let _ = writeln!(
                 s,

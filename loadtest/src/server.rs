@@ -16,7 +16,16 @@ pub struct ServerSample {
     /// What all peers had received by then (filled in by the caller): the
     /// forwarded count of a server that does not count.
     pub peers_received: f64,
+    /// Cumulative forwarding-delay buckets summed over shards: (upper bound
+    /// in µs, count); switchboard only.
+    pub delay: Option<[(u64, f64); DELAY_LE_US.len()]>,
+    /// The same histogram's sum (seconds) and count.
+    pub delay_sum: f64,
+    pub delay_count: f64,
 }
+
+/// switchboard_forwarding_delay_seconds bucket bounds in µs (+Inf excluded).
+pub const DELAY_LE_US: [u64; 12] = [25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000];
 
 impl ServerSample {
     pub fn forwarded(&self) -> f64 {
@@ -67,6 +76,9 @@ impl ServerProbe {
             rtp_forwarded: Some(sum(&text, "switchboard_rtp_packets_forwarded_total")),
             rtp_received: Some(sum(&text, "switchboard_rtp_packets_received_total")),
             peers_received: 0.0,
+            delay: delay_buckets(&text),
+            delay_sum: sum(&text, "switchboard_forwarding_delay_seconds_sum"),
+            delay_count: sum(&text, "switchboard_forwarding_delay_seconds_count"),
         })
     }
 }
@@ -77,6 +89,35 @@ fn sum(text: &str, name: &str) -> f64 {
         .filter(|l| l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{')))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// `switchboard_forwarding_delay_seconds_bucket` summed over shards.
+fn delay_buckets(text: &str) -> Option<[(u64, f64); DELAY_LE_US.len()]> {
+    let mut out = DELAY_LE_US.map(|le| (le, 0.0));
+    let mut seen = false;
+    for line in text.lines().filter(|l| l.starts_with("switchboard_forwarding_delay_seconds_bucket{")) {
+        let le = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()).and_then(|v| v.parse::<f64>().ok());
+        let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let (Some(le), Some(value)) = (le, value) {
+            let us = (le * 1e6).round() as u64;
+            if let Some(b) = out.iter_mut().find(|(b, _)| *b == us) {
+                b.1 += value;
+                seen = true;
+            }
+        }
+    }
+    seen.then_some(out)
+}
+
+/// The `q` quantile (µs, a bucket's upper bound) of the packets counted
+/// between two cumulative bucket snapshots; None when nothing was counted.
+pub fn delay_quantile(from: &[(u64, f64)], to: &[(u64, f64)], total: f64, q: f64) -> Option<f64> {
+    if total <= 0.0 {
+        return None;
+    }
+    let hit = from.iter().zip(to).find(|((_, a), (_, b))| b - a >= q * total).map(|(_, (le, _))| *le as f64);
+    // Beyond the last bound: report the bound as a floor.
+    Some(hit.unwrap_or(DELAY_LE_US[DELAY_LE_US.len() - 1] as f64))
 }
 
 /// CPU seconds (user + system) and resident bytes of a process.

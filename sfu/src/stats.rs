@@ -5,27 +5,67 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Upper bounds (seconds) of the forwarding-delay buckets; one more for +Inf.
+pub const DELAY_BUCKETS: [f64; 12] = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
+
+/// How long forwarded packets spent inside the shard: from the receive batch
+/// that brought them to the send call that took them (kernel time excluded).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DelayHistogram {
+    /// Non-cumulative counts per bucket of [`DELAY_BUCKETS`], then +Inf.
+    pub counts: [u64; DELAY_BUCKETS.len() + 1],
+    pub sum_ns: u64,
+}
+
+impl DelayHistogram {
+    /// Records `n` packets that each took `d`.
+    pub fn record(&mut self, d: std::time::Duration, n: u64) {
+        let s = d.as_secs_f64();
+        let i = DELAY_BUCKETS.iter().position(|b| s <= *b).unwrap_or(DELAY_BUCKETS.len());
+        self.counts[i] += n;
+        self.sum_ns += d.as_nanos() as u64 * n;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
         /// Counters of one shard; plain integers, written by the owner thread only.
         #[derive(Debug, Default, Clone, PartialEq, Eq)]
         pub struct ShardStats {
             $($(#[$doc])* pub $name: u64,)*
+            /// Time from receiving a batch to sending what it made.
+            pub delay: DelayHistogram,
         }
 
         /// The last published copy of a shard's [`ShardStats`].
         #[derive(Debug, Default)]
         pub struct SharedStats {
             $($name: AtomicU64,)*
+            delay: [AtomicU64; DELAY_BUCKETS.len() + 2],
         }
 
         impl SharedStats {
             pub fn publish(&self, s: &ShardStats) {
                 $(self.$name.store(s.$name, Ordering::Relaxed);)*
+                for (a, v) in self.delay.iter().zip(s.delay.counts.iter().chain([&s.delay.sum_ns])) {
+                    a.store(*v, Ordering::Relaxed);
+                }
             }
 
             pub fn snapshot(&self) -> ShardStats {
-                ShardStats { $($name: self.$name.load(Ordering::Relaxed),)* }
+                let mut delay = DelayHistogram::default();
+                for (i, a) in self.delay.iter().enumerate() {
+                    let v = a.load(Ordering::Relaxed);
+                    match delay.counts.get_mut(i) {
+                        Some(c) => *c = v,
+                        None => delay.sum_ns = v,
+                    }
+                }
+                ShardStats { $($name: self.$name.load(Ordering::Relaxed),)* delay }
             }
         }
     };

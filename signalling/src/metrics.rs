@@ -97,6 +97,7 @@ impl MediaPlane {
     fn new(sfu: Sfu) -> Self {
         let mut m = MediaPlane { sfu, descs: vec![] };
         m.descs = m.families().iter().flat_map(|c| c.desc().into_iter().cloned().collect::<Vec<_>>()).collect();
+        m.descs.push(Desc::new(DELAY_NAME.into(), DELAY_HELP.into(), vec!["shard".into()], Default::default()).expect("valid metric"));
         m
     }
 
@@ -138,7 +139,42 @@ impl MediaPlane {
         out.push(Box::new(drops));
         out
     }
+
+    /// `switchboard_forwarding_delay_seconds`, per shard, from the shards' bucket counts.
+    fn delay_family(&self) -> MetricFamily {
+        use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricType};
+        let mut family = MetricFamily::default();
+        family.set_name(DELAY_NAME.into());
+        family.set_help(DELAY_HELP.into());
+        family.set_field_type(MetricType::HISTOGRAM);
+        for (i, s) in self.sfu.shard_stats().iter().enumerate() {
+            let mut h = Histogram::default();
+            let mut cumulative = 0;
+            let mut buckets = Vec::with_capacity(sfu::stats::DELAY_BUCKETS.len());
+            for (le, n) in sfu::stats::DELAY_BUCKETS.iter().zip(s.delay.counts.iter()) {
+                cumulative += n;
+                let mut b = Bucket::default();
+                b.set_upper_bound(*le);
+                b.set_cumulative_count(cumulative);
+                buckets.push(b);
+            }
+            h.set_bucket(buckets);
+            h.set_sample_count(s.delay.count());
+            h.set_sample_sum(s.delay.sum_ns as f64 / 1e9);
+            let mut label = LabelPair::default();
+            label.set_name("shard".into());
+            label.set_value(i.to_string());
+            let mut m = Metric::default();
+            m.set_label(vec![label]);
+            m.set_histogram(h);
+            family.mut_metric().push(m);
+        }
+        family
+    }
 }
+
+const DELAY_NAME: &str = "switchboard_forwarding_delay_seconds";
+const DELAY_HELP: &str = "Time forwarded packets spent in a shard, from their receive batch to the send call (kernel excluded)";
 
 /// User + system CPU seconds of this process from `/proc/self/stat`. (The
 /// process collector's `process_cpu_seconds_total` counts whole seconds only,
@@ -156,6 +192,8 @@ impl Collector for MediaPlane {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        self.families().iter().flat_map(|c| c.collect()).collect()
+        let mut out: Vec<MetricFamily> = self.families().iter().flat_map(|c| c.collect()).collect();
+        out.push(self.delay_family());
+        out
     }
 }

@@ -54,6 +54,7 @@ test('a short pairs run: everyone gets ≥95%, reports are complete, /metrics ag
     assert.ok(key in r, `JSON has ${key}`);
   }
   assert.ok(r.server && r.server.cpu_seconds > 0 && r.server.forwarded_per_cpu_second > 0, 'server cost measured');
+  assert.ok(r.server.forwarding_delay_us && r.server.forwarding_delay_us.p99 > 0, 'delay inside the server measured');
 
   // The server's own counters agree with what the peers counted.
   const after = parsePrometheus(await (await fetch(`${server.url}/metrics`)).text());
@@ -62,7 +63,8 @@ test('a short pairs run: everyone gets ≥95%, reports are complete, /metrics ag
   assert.ok(Math.abs(forwarded - r.received_packets) <= 0.03 * r.received_packets, `forwarded ${forwarded} vs received by peers ${r.received_packets}`);
   assert.ok(Math.abs(received - r.sent_packets) <= 0.03 * r.sent_packets, `server received ${received} vs sent by peers ${r.sent_packets}`);
   for (const name of ['switchboard_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'switchboard_packets_dropped_total',
-    'switchboard_signalling_connections', 'switchboard_participants', 'switchboard_keyframe_requests_sent_total']) {
+    'switchboard_signalling_connections', 'switchboard_participants', 'switchboard_keyframe_requests_sent_total',
+    'switchboard_forwarding_delay_seconds_bucket', 'switchboard_forwarding_delay_seconds_count']) {
     assert.ok(after.some((s) => s.name === name), `/metrics has ${name}`);
   }
 

@@ -78,18 +78,21 @@ pub struct Worker {
     pub stats: Arc<SharedStats>,
 }
 
-/// Sends everything the core has queued, `BATCH` datagrams per syscall.
-fn flush(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>) {
+/// Sends everything the core has queued, `BATCH` datagrams per syscall;
+/// returns how many went out.
+fn flush(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>) -> u64 {
+    let mut total = 0;
     loop {
         out.clear();
         out.extend(std::iter::from_fn(|| core.poll_transmit()).take(BATCH));
         if out.is_empty() {
-            return;
+            return total;
         }
         let sent = tx.send(socket, out.iter().map(|t| (t.destination, &t.contents[..])));
         core.stats.datagrams_out += sent.datagrams;
         core.stats.bytes_out += sent.bytes;
         core.stats.send_failed += sent.failed;
+        total += sent.datagrams;
     }
 }
 
@@ -132,7 +135,6 @@ impl Worker {
             }
             readable |= events.iter().any(|e| e.token() == SOCKET);
             let now = Instant::now();
-
             let mut shutdown = false;
             for cmd in commands.try_iter().take(LANE_BUDGET) {
                 shutdown |= matches!(cmd, ShardCommand::Shutdown);
@@ -145,13 +147,15 @@ impl Worker {
                 for _ in 0..RECV_BATCHES {
                     match rx.recv(&socket) {
                         Ok(n) => {
+                            let now = Instant::now();
                             for i in 0..n {
                                 if let Some((source, data)) = rx.get(i) {
                                     core.handle_receive(now, source, candidate_addr, data);
                                 }
                             }
                             // Sent as soon as made: forwarding latency stays one batch.
-                            flush(&mut core, &socket, &mut tx, &mut out);
+                            let sent = flush(&mut core, &socket, &mut tx, &mut out);
+                            core.stats.delay.record(now.elapsed(), sent);
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
                             readable = false;
