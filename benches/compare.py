@@ -79,6 +79,9 @@ def main():
         rows.append(("webinar", "janus", r))
         r = loadtest(ns, out / "sb-conference.json", "conference", "--peers", str(a.conference), "--keys", f"{data}/keys.json", *common)
         rows.append(("conference", "switchboard", r))
+        r = loadtest(ns, out / "janus-conference.json", "conference", "--target", "janus", "--url", info["URL"], "--bind-ip", info["IP"],
+                     "--server-pid", info["PID"], "--peers", str(a.conference), *common)
+        rows.append(("conference", "janus", r))
         raw = raw_limit(100)
     finally:
         sb.terminate()
@@ -97,8 +100,9 @@ def main():
         inside = f"≤{d['p50']:.0f} / ≤{d['p99']:.0f}" if d else "n/a"
         print(f"| {scenario} | {target} | {s['forwarded_per_cpu_second']:,.0f} | {s['forwarded_per_cpu_second'] / raw:.2f} | "
               f"{r['latency_us']['p50']:.0f} / {r['latency_us']['p99']:.0f} | {inside} | {s['rss_bytes_max'] / 1e6:.1f} | {100 * r['delivery_ratio']:.2f}% |")
-    if ("webinar", "janus") in by:
-        print(f"\nswitchboard / Janus, webinar: {by[('webinar', 'switchboard')] / by[('webinar', 'janus')]:.2f}x")
+    for scenario in ("webinar", "conference"):
+        if (scenario, "janus") in by and by[(scenario, "janus")] > 0:
+            print(f"switchboard / Janus, {scenario}: {by[(scenario, 'switchboard')] / by[(scenario, 'janus')]:.2f}x")
 
 
 if __name__ == "__main__":

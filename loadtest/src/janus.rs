@@ -1,8 +1,8 @@
-//! Janus VideoRoom as a load target, over Janus' HTTP API: a session per
-//! peer, one videoroom handle, events by long poll. A publisher joins and
-//! publishes with our offer; a subscriber joins with the publisher's feed and
-//! answers Janus' offer. Only the `webinar` scenario maps onto this (one
-//! publisher, everyone else subscribes to it).
+//! Janus VideoRoom as a load target, over Janus' HTTP API: a session and a
+//! videoroom handle per PeerConnection, events by long poll. In VideoRoom a
+//! participant that sends and receives has two PeerConnections: a publisher
+//! (joins, publishes with our offer) and a subscriber (joins with the other
+//! publishers' feeds, answers Janus' offer).
 
 use std::time::{Duration, Instant};
 
@@ -135,22 +135,26 @@ pub async fn publisher(base: String, room: u64, display: String) -> anyhow::Resu
     Ok(peer)
 }
 
-/// A subscriber of the first publisher in `room`: Janus offers, we answer.
-pub async fn subscriber(base: String, room: u64) -> anyhow::Result<Signaller> {
+/// A subscriber to the `feeds` publishers of `room` other than `own`
+/// (display name): waits until they all publish, then Janus offers, we answer.
+pub async fn subscriber(base: String, room: u64, own: String, feeds: usize) -> anyhow::Result<Signaller> {
     let h = Handle::open(&base).await?;
     let deadline = Instant::now() + PUBLISHER_WAIT;
-    let feed = loop {
+    let streams = loop {
         let list = h.message(json!({ "request": "listparticipants", "room": room }), None).await?;
-        let publishing = list["participants"].as_array().and_then(|a| a.iter().find(|p| p["publisher"] == true).cloned());
-        if let Some(p) = publishing {
-            break p["id"].clone();
+        let others: Vec<Value> = list["participants"]
+            .as_array()
+            .map(|a| a.iter().filter(|p| p["publisher"] == true && p["display"] != own.as_str()).map(|p| json!({ "feed": p["id"] })).collect())
+            .unwrap_or_default();
+        if others.len() >= feeds {
+            break others;
         }
         if Instant::now() > deadline {
-            bail!("no publisher appeared in Janus room {room}");
+            bail!("only {} of {feeds} publishers appeared in Janus room {room}", others.len());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    h.message(json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": [{ "feed": feed }] }), None).await?;
+    h.message(json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": streams }), None).await?;
     let (peer, mut server) = pair();
     let poller = spawn_events(h.clone(), server.to_peer.clone());
     tokio::spawn(async move {

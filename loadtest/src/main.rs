@@ -28,7 +28,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::measure::latency_histogram;
-use crate::peer::{Live, PeerConfig, PeerResult};
+use crate::peer::{Live, PeerConfig, PeerPlan, PeerResult};
 use crate::report::{Point, Quantiles, Report, ServerReport, SubscriberReport};
 use crate::scenario::Scenario;
 use crate::server::{ServerProbe, ServerSample};
@@ -40,7 +40,7 @@ const MAX_DURATION: Duration = Duration::from_secs(3600);
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     Switchboard,
-    /// Janus VideoRoom over its HTTP API (`--url http://…:8088/janus`; webinar only).
+    /// Janus VideoRoom over its HTTP API (`--url http://…:8088/janus`).
     Janus,
 }
 
@@ -116,9 +116,6 @@ fn main() -> anyhow::Result<()> {
         .context("the --url host has no address")?;
     peer::local_only(addr.ip())?;
     peer::local_only(cli.bind_ip)?;
-    if cli.target == Target::Janus && cli.scenario != Scenario::Webinar {
-        bail!("--target janus runs the webinar scenario only");
-    }
     let key = match cli.target {
         Target::Switchboard => Some(token::ApiKey::from_keys_file(&cli.keys)?),
         Target::Janus => None,
@@ -159,32 +156,58 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
     let send_until = steady_from + cli.duration;
     let live = Arc::new(Live::default());
     let token_ttl = ramp + cli.duration + Duration::from_secs(600);
-    let janus_room = u64::from_str_radix(&run_id, 16).unwrap_or(1) % 1_000_000_000 + 1;
+    // Janus: one room per scenario room; a peer that sends and receives is
+    // two PeerConnections there (publisher + subscriber), merged afterwards.
+    let mut janus_rooms = std::collections::BTreeMap::new();
     if cli.target == Target::Janus {
-        janus::create_room(&base, janus_room, cli.peers).await?;
+        for plan in &plans {
+            let next = janus_rooms.len() as u64;
+            janus_rooms.entry(plan.room.clone()).or_insert(u64::from_str_radix(&run_id, 16).unwrap_or(1) % 1_000_000 * 1000 + next + 1);
+        }
+        for id in janus_rooms.values() {
+            janus::create_room(&base, *id, cli.peers).await?;
+        }
     }
 
     let mut handles = Vec::with_capacity(plans.len());
-    for (i, plan) in plans.into_iter().enumerate() {
-        let connect: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<signal::Signaller>> + Send>> = match (&key, plan.audio || plan.video) {
-            (Some(key), _) => Box::pin(switchboard::connect(ws_url.clone(), key.mint(&plan.room, &plan.identity, token_ttl)?)),
-            (None, true) => Box::pin(janus::publisher(base.clone(), janus_room, plan.identity.clone())),
-            (None, false) => Box::pin(janus::subscriber(base.clone(), janus_room)),
-        };
-        let cfg = PeerConfig {
-            bind_ip: cli.bind_ip,
-            always_offer: cli.target == Target::Switchboard,
-            video_bps: cli.video_kbps * 1000,
-            fps: cli.fps,
-            send_until,
-            epoch,
-            live: live.clone(),
-        };
+    for (i, plan) in plans.iter().enumerate() {
         let start = epoch + Duration::from_secs_f64(i as f64 / cli.ramp);
-        handles.push(tokio::spawn(async move {
-            tokio::time::sleep_until(start.into()).await;
-            peer::run(plan, cfg, connect).await
-        }));
+        let parts: Vec<(PeerPlan, signal::Connect)> = match &key {
+            Some(key) => {
+                let token = key.mint(&plan.room, &plan.identity, token_ttl)?;
+                vec![(plan.clone(), Box::pin(switchboard::connect(ws_url.clone(), token)))]
+            }
+            None => {
+                let room = janus_rooms[&plan.room];
+                let mut parts: Vec<(PeerPlan, signal::Connect)> = Vec::new();
+                if plan.audio || plan.video {
+                    parts.push((plan.clone(), Box::pin(janus::publisher(base.clone(), room, plan.identity.clone()))));
+                }
+                let feeds = plans.iter().filter(|p| p.room == plan.room && p.id != plan.id && (p.audio || p.video)).count();
+                if feeds > 0 {
+                    let receive_only = PeerPlan { audio: false, video: false, ..plan.clone() };
+                    parts.push((receive_only, Box::pin(janus::subscriber(base.clone(), room, plan.identity.clone(), feeds))));
+                }
+                parts
+            }
+        };
+        let mut tasks = Vec::new();
+        for (part, connect) in parts {
+            let cfg = PeerConfig {
+                bind_ip: cli.bind_ip,
+                always_offer: cli.target == Target::Switchboard,
+                video_bps: cli.video_kbps * 1000,
+                fps: cli.fps,
+                send_until,
+                epoch,
+                live: live.clone(),
+            };
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(start.into()).await;
+                peer::run(part, cfg, connect).await
+            }));
+        }
+        handles.push(tasks);
     }
 
     // Once a second: the time series, the progress line, the steady-state window.
@@ -232,8 +255,16 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
         series.push(point);
     }
     let mut results: Vec<PeerResult> = Vec::with_capacity(handles.len());
-    for h in handles {
-        results.push(h.await.context("a peer task panicked")?);
+    for tasks in handles {
+        let mut merged: Option<PeerResult> = None;
+        for t in tasks {
+            let r = t.await.context("a peer task panicked")?;
+            merged = Some(match merged {
+                None => r,
+                Some(m) => m.merge(r),
+            });
+        }
+        results.extend(merged);
     }
     bar.finish_and_clear();
     let after = probe.sample().await.ok().map(|s| ServerSample { peers_received: live.received.load(Ordering::Relaxed) as f64, ..s });

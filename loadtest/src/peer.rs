@@ -30,6 +30,7 @@ pub struct Live {
     pub failed: AtomicU64,
 }
 
+#[derive(Debug, Clone)]
 pub struct PeerPlan {
     pub id: u32,
     pub room: String,
@@ -63,6 +64,19 @@ pub struct PeerResult {
     pub sent: u64,
     pub rx: Receiver,
     pub error: Option<String>,
+}
+
+impl PeerResult {
+    /// One participant's two PeerConnections (Janus: publisher + subscriber) as one.
+    pub fn merge(mut self, other: PeerResult) -> PeerResult {
+        self.sent += other.sent;
+        if other.rx.packets > 0 || self.rx.packets == 0 {
+            self.rx = other.rx;
+        }
+        self.join_to_media = self.join_to_media.or(other.join_to_media);
+        self.error = self.error.or(other.error);
+        self
+    }
 }
 
 /// Runs the peer: `connect` joins (its time counts towards join time), then

@@ -19,6 +19,9 @@ pub enum ToServer {
     Leave,
 }
 
+/// Joining a server: resolves to the media loop's ends once joined.
+pub type Connect = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Signaller>> + Send>>;
+
 /// The media loop's ends of a signalling session.
 pub struct Signaller {
     pub to_server: mpsc::Sender<ToServer>,

@@ -91,6 +91,11 @@ counters! {
     send_failed,
     /// Media messages for another shard dropped because its lane was full.
     dropped_lane_full,
+    /// NACKs received from subscribers (str0m retransmits from its buffer);
+    /// counted from str0m's periodic stats, so up to one interval late.
+    nacks_received,
+    /// NACKs sent to publishers.
+    nacks_sent,
     /// PLI/FIR received from subscribers.
     keyframe_requests_in,
     /// Keyframe requests sent to publishers (after merging).

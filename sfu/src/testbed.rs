@@ -48,6 +48,8 @@ pub struct Client {
     /// once: a test can then make its own offer cross ours (glare).
     pub hold_offers: bool,
     pub held: Vec<String>,
+    /// RTP datagrams towards this client to lose on the way (a lossy link).
+    pub lose_rtp: usize,
 }
 
 impl Client {
@@ -131,6 +133,7 @@ impl Bed {
                 gone: false,
                 hold_offers: false,
                 held: vec![],
+                lose_rtp: 0,
             },
         );
         self.dispatch(out);
@@ -318,6 +321,10 @@ impl Bed {
                 while let Some(t) = self.shards[i].poll_transmit() {
                     moved = true;
                     let Some(c) = self.clients.values_mut().find(|c| c.addr == t.destination && !c.gone) else { continue };
+                    if c.lose_rtp > 0 && is_rtp(&t.contents) {
+                        c.lose_rtp -= 1;
+                        continue;
+                    }
                     let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
                     // A refused datagram (e.g. DTLS receive queue full in a
                     // burst) is a lost packet, as on a real network.
@@ -391,6 +398,11 @@ impl Bed {
     pub fn client(&self, pid: ParticipantId) -> &Client {
         &self.clients[&pid]
     }
+}
+
+/// An (S)RTP datagram, not RTCP, STUN or DTLS (RFC 7983 and 5761).
+fn is_rtp(d: &[u8]) -> bool {
+    d.len() > 12 && d[0] >> 6 == 2 && !(192..=223).contains(&d[1])
 }
 
 /// A payload that names its sender and sequence, so receivers can check

@@ -249,3 +249,21 @@ fn crossing_offers_resolve_without_failing_the_session() {
     assert!(bed.client(a).rtp.iter().any(|r| tag(&r.payload).starts_with(b"b:")), "b's video reached a");
     assert!(bed.client(b).rtp.iter().any(|r| tag(&r.payload).starts_with(b"screen:")), "a's new track reached b");
 }
+
+/// A packet lost on the way to a subscriber is NACKed, retransmitted by the
+/// server's leg, and counted.
+#[test]
+fn a_lost_packet_is_nacked_and_retransmitted() {
+    let (mut bed, publisher, sub) = video_flowing(1);
+    bed.clients.get_mut(&sub).unwrap().lose_rtp = 1;
+    for n in 100..130 {
+        bed.send_rtp(publisher, MediaKind::Video, &payload("v", n));
+        bed.run(Duration::from_millis(30));
+    }
+    bed.run(Duration::from_secs(6)); // past one stats interval
+    let got = &bed.client(sub).rtp;
+    for n in 100..130 {
+        assert!(got.iter().any(|r| r.payload == payload("v", n)), "packet {n} arrived, if need be retransmitted");
+    }
+    assert!(bed.shards[0].stats.nacks_received >= 1, "the NACK was counted");
+}

@@ -79,6 +79,8 @@ const SHARD_COUNTERS: &[(&str, &str, fn(&sfu::stats::ShardStats) -> u64)] = &[
     ("switchboard_udp_sent_bytes_total", "UDP payload bytes sent", |s| s.bytes_out),
     ("switchboard_rtp_packets_received_total", "RTP packets received from publishers", |s| s.rtp_in),
     ("switchboard_rtp_packets_forwarded_total", "RTP packets written on subscriber legs", |s| s.rtp_forwarded),
+    ("switchboard_nacks_received_total", "NACKs received from subscribers (counted every few seconds)", |s| s.nacks_received),
+    ("switchboard_nacks_sent_total", "NACKs sent to publishers (counted every few seconds)", |s| s.nacks_sent),
     ("switchboard_keyframe_requests_received_total", "PLI/FIR received from subscribers", |s| s.keyframe_requests_in),
     ("switchboard_keyframe_requests_sent_total", "Keyframe requests sent to publishers, after merging", |s| s.keyframe_requests),
     ("switchboard_data_messages_relayed_total", "Data channel messages relayed to a participant", |s| s.data_relayed),

@@ -27,6 +27,9 @@ use super::keyframe::KeyframeThrottle;
 /// publisher's audio and video, or a whole room on join, cost one offer.
 pub const OFFER_BATCH: Duration = Duration::from_millis(20);
 
+/// How often str0m reports per-leg stats (NACKs are counted from them).
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// A peer that has not completed ICE this long after joining is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -97,6 +100,9 @@ pub struct Participant {
     pub channel: Option<ChannelId>,
     /// When queued subscriptions should be offered (see [`OFFER_BATCH`]).
     pub offer_due: Option<Instant>,
+    /// Cumulative NACK counts str0m last reported per m-line, to count the
+    /// growth: (received from this client, sent to it).
+    pub nacks_seen: HashMap<Mid, (u64, u64)>,
 }
 
 /// The codecs every leg negotiates: forwarding without transcoding needs all
@@ -111,6 +117,8 @@ pub fn rtc_config() -> RtcConfig {
         // str0m's default (128 KiB) would refuse relayed data long before
         // our own per-recipient bound does.
         .set_sctp_max_buffered_amount(super::shard::MAX_DATA_BUFFERED)
+        // Per-leg stats once in a while, for the NACK counters.
+        .set_stats_interval(Some(STATS_INTERVAL))
 }
 
 impl Participant {
@@ -140,6 +148,7 @@ impl Participant {
             neg: Negotiation::default(),
             channel: None,
             offer_due: None,
+            nacks_seen: HashMap::new(),
         }
     }
 

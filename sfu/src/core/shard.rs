@@ -629,6 +629,18 @@ fn on_event(
             work.push_back(Work::Data { msg: Arc::new(msg), from_remote: false });
         }
         Event::ChannelClose(cid) if p.channel == Some(cid) => p.channel = None,
+        // NACKs this client sent us (as a subscriber), cumulative per m-line.
+        Event::MediaEgressStats(s) => {
+            let seen = p.nacks_seen.entry(s.mid).or_default();
+            stats.nacks_received += s.nacks.saturating_sub(seen.0);
+            seen.0 = s.nacks;
+        }
+        // NACKs we sent this client (as a publisher).
+        Event::MediaIngressStats(s) => {
+            let seen = p.nacks_seen.entry(s.mid).or_default();
+            stats.nacks_sent += s.nacks.saturating_sub(seen.1);
+            seen.1 = s.nacks;
+        }
         _ => {}
     }
 }
