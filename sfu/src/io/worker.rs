@@ -143,11 +143,13 @@ impl Worker {
             for msg in media.try_iter().take(LANE_BUDGET) {
                 core.handle_media(now, msg);
             }
+            let mut first_rx = None;
             if readable {
                 for _ in 0..RECV_BATCHES {
                     match rx.recv(&socket) {
                         Ok(n) => {
                             let now = Instant::now();
+                            first_rx.get_or_insert(now);
                             for i in 0..n {
                                 if let Some((source, data)) = rx.get(i) {
                                     core.handle_receive(now, source, candidate_addr, data);
@@ -167,7 +169,12 @@ impl Worker {
                 }
             }
             core.handle_timeout(Instant::now());
-            flush(&mut core, &socket, &mut tx, &mut out);
+            // What str0m released on its timeout was mostly written for this
+            // turn's receive batches: count it from the first of them.
+            let sent = flush(&mut core, &socket, &mut tx, &mut out);
+            if let Some(t) = first_rx.take() {
+                core.stats.delay.record(t.elapsed(), sent);
+            }
             while let Some(out) = core.poll_output() {
                 match out {
                     ShardOutput::Control(ev) => control.on_shard_event(ev),
