@@ -103,6 +103,8 @@ pub struct Participant {
     /// Cumulative NACK counts str0m last reported per m-line, to count the
     /// growth: (received from this client, sent to it).
     pub nacks_seen: HashMap<Mid, (u64, u64)>,
+    /// RTP was written on one of our legs and awaits the shard's drain.
+    pub written: bool,
 }
 
 /// The codecs every leg negotiates: forwarding without transcoding needs all
@@ -149,6 +151,7 @@ impl Participant {
             channel: None,
             offer_due: None,
             nacks_seen: HashMap::new(),
+            written: false,
         }
     }
 

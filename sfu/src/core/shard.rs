@@ -76,6 +76,9 @@ pub struct ShardCore {
     next_track: u64,
     work: VecDeque<Work>,
     transmits: VecDeque<Transmit>,
+    /// Legs with RTP written since their last drain, and when the first was.
+    written: Vec<Slot>,
+    written_at: Option<Instant>,
     outputs: VecDeque<ShardOutput>,
     pub stats: ShardStats,
 }
@@ -97,6 +100,8 @@ impl ShardCore {
             next_track: 1,
             work: VecDeque::new(),
             transmits: VecDeque::new(),
+            written: Vec::new(),
+            written_at: None,
             outputs: VecDeque::new(),
             stats: ShardStats::default(),
         }
@@ -121,10 +126,7 @@ impl ShardCore {
     /// When `handle_timeout` should next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
         let routes = self.routes.values().filter_map(|r| r.keyframes.due()).min();
-        match (self.timers.next(), routes) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.timers.next(), routes, self.written_at].into_iter().flatten().min()
     }
 
     // ---- input -------------------------------------------------------------
@@ -166,6 +168,15 @@ impl ShardCore {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.written_at = None;
+        for slot in std::mem::take(&mut self.written) {
+            let Some(p) = self.slots[slot].as_mut() else { continue };
+            p.written = false;
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                debug!(participant = %p.id, "timeout input: {e}");
+            }
+            self.drive(slot, now);
+        }
         while let Some((at, slot, gen)) = self.timers.pop_due(now) {
             if self.generations.get(slot) != Some(&gen) {
                 continue;
@@ -434,7 +445,13 @@ impl ShardCore {
             let Some(slot) = self.routes.get(&pkt.track).and_then(|r| r.subscribers.get(i)).copied() else { break };
             if self.write_rtp(slot, &pkt, now) {
                 self.stats.rtp_forwarded += 1;
-                self.drive(slot, now);
+                // Drained once per turn in `handle_timeout`, not per packet:
+                // str0m releases written packets on a timeout anyway.
+                let p = self.slots[slot].as_mut().expect("write_rtp found it");
+                if !std::mem::replace(&mut p.written, true) {
+                    self.written.push(slot);
+                    self.written_at.get_or_insert(now);
+                }
             } else {
                 self.stats.dropped_not_ready += 1;
             }
