@@ -63,6 +63,7 @@ def main():
     data = tempfile.mkdtemp(prefix="switchboard-bench-")
     out = pathlib.Path(data)
     sb = subprocess.Popen(["ip", "netns", "exec", ns, "taskset", "-c", SERVER_CPU, str(BIN / "switchboard"), "--http", "127.0.0.1:8080", "--udp-port", "0",
+                           "--shards", "1",  # one core, one shard
                            "--data-dir", data], stderr=subprocess.DEVNULL)
     try:
         for _ in range(50):
