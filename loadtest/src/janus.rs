@@ -109,30 +109,11 @@ pub async fn create_room(base: &str, room: u64, publishers: u32) -> anyhow::Resu
 pub async fn publisher(base: String, room: u64, display: String) -> anyhow::Result<Signaller> {
     let h = Handle::open(&base).await?;
     h.message(json!({ "request": "join", "ptype": "publisher", "room": room, "display": display }), None).await?;
-    let (peer, mut server) = pair();
-    let poller = spawn_events(h.clone(), server.to_peer.clone());
-    tokio::spawn(async move {
-        while let Some(msg) = server.from_peer.recv().await {
-            let r = match msg {
-                ToServer::Offer(sdp) => {
-                    let jsep = json!({ "type": "offer", "sdp": sdp });
-                    match h.message(json!({ "request": "publish", "audio": true, "video": true }), Some(jsep)).await {
-                        Ok(_) => h.end_of_candidates().await,
-                        Err(e) => Err(e),
-                    }
-                }
-                ToServer::Answer(_) => Ok(()),
-                ToServer::Leave => break,
-            };
-            if let Err(e) = r {
-                let _ = server.to_peer.send(FromServer::Closed(format!("{e:#}"))).await;
-                break;
-            }
-        }
-        poller.abort();
-        h.destroy().await;
-    });
-    Ok(peer)
+    // Our offer goes with the publish request.
+    Ok(relay(h, |msg| match msg {
+        ToServer::Offer(sdp) => Some((json!({ "request": "publish", "audio": true, "video": true }), json!({ "type": "offer", "sdp": sdp }))),
+        _ => None,
+    }))
 }
 
 /// A subscriber to the `feeds` publishers of `room` other than `own`
@@ -155,20 +136,28 @@ pub async fn subscriber(base: String, room: u64, own: String, feeds: usize) -> a
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     h.message(json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": streams }), None).await?;
+    // Our answer to Janus' offer goes with the start request.
+    Ok(relay(h, |msg| match msg {
+        ToServer::Answer(sdp) => Some((json!({ "request": "start" }), json!({ "type": "answer", "sdp": sdp }))),
+        _ => None,
+    }))
+}
+
+/// Runs a handle's signalling: events go to the peer; the peer's offers or
+/// answers become the plugin requests `request` makes of them (with the
+/// JSEP), followed by end-of-candidates. Leave or an error ends the session.
+fn relay(h: Handle, request: impl Fn(ToServer) -> Option<(Value, Value)> + Send + 'static) -> Signaller {
     let (peer, mut server) = pair();
     let poller = spawn_events(h.clone(), server.to_peer.clone());
     tokio::spawn(async move {
         while let Some(msg) = server.from_peer.recv().await {
-            let r = match msg {
-                ToServer::Answer(sdp) => {
-                    let jsep = json!({ "type": "answer", "sdp": sdp });
-                    match h.message(json!({ "request": "start" }), Some(jsep)).await {
-                        Ok(_) => h.end_of_candidates().await,
-                        Err(e) => Err(e),
-                    }
-                }
-                ToServer::Offer(_) => Ok(()),
-                ToServer::Leave => break,
+            if matches!(msg, ToServer::Leave) {
+                break;
+            }
+            let Some((body, jsep)) = request(msg) else { continue };
+            let r = match h.message(body, Some(jsep)).await {
+                Ok(_) => h.end_of_candidates().await,
+                Err(e) => Err(e),
             };
             if let Err(e) = r {
                 let _ = server.to_peer.send(FromServer::Closed(format!("{e:#}"))).await;
@@ -178,7 +167,7 @@ pub async fn subscriber(base: String, room: u64, own: String, feeds: usize) -> a
         poller.abort();
         h.destroy().await;
     });
-    Ok(peer)
+    peer
 }
 
 /// Forwards the session's JSEPs (offers to subscribers, answers to

@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
     if cli.duration > MAX_DURATION || cli.duration.is_zero() {
         bail!("--duration must be more than 0 and at most {MAX_DURATION:?}");
     }
-    if !(cli.ramp > 0.0) {
+    if cli.ramp.is_nan() || cli.ramp <= 0.0 {
         bail!("--ramp must be positive");
     }
     let url = url::Url::parse(&cli.url).with_context(|| format!("bad --url {}", cli.url))?;

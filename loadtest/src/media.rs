@@ -97,7 +97,7 @@ impl VideoSource {
     /// Payloads of the next frame, each with a probe from `probe(i)`; the
     /// bool is true for a key frame.
     pub fn next_frame(&mut self, mut probe: impl FnMut() -> Probe) -> (bool, Vec<Vec<u8>>) {
-        let key = self.key_requested || self.frames % self.frames_per_key == 0;
+        let key = self.key_requested || self.frames.is_multiple_of(self.frames_per_key);
         self.key_requested = false;
         self.frames += 1;
         let size = if key { self.delta_bytes * KEYFRAME_WEIGHT } else { self.delta_bytes };

@@ -71,8 +71,11 @@ struct MediaPlane {
     descs: Vec<Desc>,
 }
 
+/// Reads one counter of a shard's stats.
+type Field = fn(&sfu::stats::ShardStats) -> u64;
+
 /// Per-shard counters: (name, help, field).
-const SHARD_COUNTERS: &[(&str, &str, fn(&sfu::stats::ShardStats) -> u64)] = &[
+const SHARD_COUNTERS: &[(&str, &str, Field)] = &[
     ("switchboard_udp_datagrams_received_total", "UDP datagrams received", |s| s.datagrams_in),
     ("switchboard_udp_received_bytes_total", "UDP payload bytes received", |s| s.bytes_in),
     ("switchboard_udp_datagrams_sent_total", "UDP datagrams sent", |s| s.datagrams_out),
@@ -88,7 +91,7 @@ const SHARD_COUNTERS: &[(&str, &str, fn(&sfu::stats::ShardStats) -> u64)] = &[
 ];
 
 /// Dropped packets by reason.
-const DROPS: &[(&str, fn(&sfu::stats::ShardStats) -> u64)] = &[
+const DROPS: &[(&str, Field)] = &[
     ("unknown_source", |s| s.dropped_unknown_source),
     ("unparseable", |s| s.dropped_unparseable),
     ("not_ready", |s| s.dropped_not_ready),
