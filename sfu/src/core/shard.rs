@@ -440,9 +440,13 @@ impl ShardCore {
                 self.outputs.push_back(ShardOutput::Media(*shard, MediaMsg::Rtp(pkt.clone())));
             }
         }
-        // Index loop: `drive` needs `&mut self` while we walk the subscriber list.
-        for i in 0..route_len(&self.routes, pkt.track) {
-            let Some(slot) = self.routes.get(&pkt.track).and_then(|r| r.subscribers.get(i)).copied() else { break };
+        // The list is taken out while we walk it (`write_rtp` needs `&mut self`)
+        // and put back after: no lookup or copy per subscriber.
+        let subscribers = match self.routes.get_mut(&pkt.track) {
+            Some(r) => std::mem::take(&mut r.subscribers),
+            None => return,
+        };
+        for &slot in &subscribers {
             if self.write_rtp(slot, &pkt, now) {
                 self.stats.rtp_forwarded += 1;
                 // Drained once per turn in `handle_timeout`, not per packet:
@@ -455,6 +459,9 @@ impl ShardCore {
             } else {
                 self.stats.dropped_not_ready += 1;
             }
+        }
+        if let Some(r) = self.routes.get_mut(&pkt.track) {
+            r.subscribers = subscribers;
         }
     }
 
@@ -535,10 +542,6 @@ impl ShardCore {
             self.drive(slot, now);
         }
     }
-}
-
-fn route_len(routes: &HashMap<TrackId, Route>, track: TrackId) -> usize {
-    routes.get(&track).map_or(0, |r| r.subscribers.len())
 }
 
 /// Handles one str0m event of participant `p` (in `slot`).
