@@ -89,6 +89,9 @@ counters! {
     dropped_not_ready,
     /// Datagrams the kernel refused to send (full buffer, unreachable).
     send_failed,
+    /// Messages given to the kernel for `datagrams_out`: fewer when GSO
+    /// carried a leg's run of packets in one.
+    send_messages,
     /// Media messages for another shard dropped because its lane was full.
     dropped_lane_full,
     /// NACKs received from subscribers (str0m retransmits from its buffer);

@@ -80,6 +80,7 @@ const SHARD_COUNTERS: &[(&str, &str, Field)] = &[
     ("switchboard_udp_received_bytes_total", "UDP payload bytes received", |s| s.bytes_in),
     ("switchboard_udp_datagrams_sent_total", "UDP datagrams sent", |s| s.datagrams_out),
     ("switchboard_udp_sent_bytes_total", "UDP payload bytes sent", |s| s.bytes_out),
+    ("switchboard_udp_send_messages_total", "Messages handed to the kernel for the datagrams sent (GSO carries several in one)", |s| s.send_messages),
     ("switchboard_rtp_packets_received_total", "RTP packets received from publishers", |s| s.rtp_in),
     ("switchboard_rtp_packets_forwarded_total", "RTP packets written on subscriber legs", |s| s.rtp_forwarded),
     ("switchboard_nacks_received_total", "NACKs received from subscribers (counted every few seconds)", |s| s.nacks_received),
