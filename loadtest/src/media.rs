@@ -63,6 +63,14 @@ impl Probe {
     }
 }
 
+/// Rewrites the send time of the probe at the end of `payload` (written by
+/// [`Probe::write`]), for packets that waited in a pacer.
+pub fn restamp(payload: &mut [u8], sent_ns: u64) {
+    if let Some(at) = payload.len().checked_sub(8) {
+        payload[at..].copy_from_slice(&sent_ns.to_be_bytes());
+    }
+}
+
 /// One audio payload: filler then the probe.
 pub fn audio_packet(probe: Probe) -> Vec<u8> {
     let mut v = vec![0xfc; AUDIO_PAYLOAD - PROBE_LEN];

@@ -4,6 +4,7 @@
 //! through a [`Signaller`]. One tokio task per peer.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ pub struct PeerConfig {
     pub always_offer: bool,
     pub video_bps: u64,
     pub fps: u32,
+    /// Pacing rate as a multiple of `video_bps`; 0 for no pacing.
+    pub pacing: f64,
     /// Stop sending at this instant; stop receiving `DRAIN` later.
     pub send_until: Instant,
     pub epoch: Instant,
@@ -146,6 +149,7 @@ async fn session(plan: &PeerPlan, cfg: &PeerConfig, signaller: Signaller, result
     let mut video_tick = tokio::time::interval(source.frame_interval);
     video_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let (mut audio_seq, mut video_seq, mut frames, mut rtp_seq) = (0u32, 0u32, 0u32, [0u64; 2]);
+    let mut pacer = Pacer::new(cfg.video_bps as f64 * cfg.pacing);
     let mut buf = vec![0u8; 2048];
     let stop_at = cfg.send_until + DRAIN;
 
@@ -184,7 +188,6 @@ async fn session(plan: &PeerPlan, cfg: &PeerConfig, signaller: Signaller, result
                 drive(&mut peer, cfg, result, started).await?;
             }
             _ = video_tick.tick(), if sending && peer.video.is_some() => {
-                let (mid, pt) = peer.video.expect("checked by the guard");
                 if std::mem::take(&mut peer.keyframe_wanted) {
                     source.request_keyframe();
                 }
@@ -197,10 +200,15 @@ async fn session(plan: &PeerPlan, cfg: &PeerConfig, signaller: Signaller, result
                 let n = packets.len();
                 for (i, p) in packets.into_iter().enumerate() {
                     rtp_seq[1] += 1;
-                    write(&mut peer, mid, pt, rtp_seq[1], ts, i + 1 == n, p);
+                    pacer.queue.push_back(Paced { seq: rtp_seq[1], ts, marker: i + 1 == n, payload: p });
                 }
                 result.sent += n as u64;
                 cfg.live.sent.fetch_add(n as u64, Ordering::Relaxed);
+                send_paced(&mut peer, &mut pacer, cfg.epoch);
+                drive(&mut peer, cfg, result, started).await?;
+            }
+            _ = sleep_until(pacer.next.into()), if !pacer.queue.is_empty() => {
+                send_paced(&mut peer, &mut pacer, cfg.epoch);
                 drive(&mut peer, cfg, result, started).await?;
             }
             _ = sleep_until(stop_at.into()) => break,
@@ -214,6 +222,50 @@ async fn session(plan: &PeerPlan, cfg: &PeerConfig, signaller: Signaller, result
     }
     Ok(())
 }
+
+/// A video packet waiting for its turn to leave.
+struct Paced {
+    seq: u64,
+    ts: u32,
+    marker: bool,
+    payload: Vec<u8>,
+}
+
+/// Spreads video packets at a fixed rate, like a browser's pacer, so the
+/// server sees packets rather than whole frames at once.
+struct Pacer {
+    queue: VecDeque<Paced>,
+    /// Bits per second; 0 or less sends everything at once.
+    rate: f64,
+    /// When the next packet may leave.
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Self {
+        Pacer { queue: VecDeque::new(), rate, next: Instant::now() }
+    }
+}
+
+/// Writes the queued video packets that are due, stamping each probe with
+/// its real send time so that time in the pacer is not counted as latency.
+fn send_paced(peer: &mut Peer, pacer: &mut Pacer, epoch: Instant) {
+    let Some((mid, pt)) = peer.video else { return };
+    let now = Instant::now();
+    while pacer.next <= now || pacer.rate <= 0.0 {
+        let Some(mut p) = pacer.queue.pop_front() else { break };
+        media::restamp(&mut p.payload, ns_since(epoch));
+        let bits = (p.payload.len() * 8) as f64;
+        write(peer, mid, pt, p.seq, p.ts, p.marker, p.payload);
+        if pacer.rate > 0.0 {
+            pacer.next = pacer.next.max(now.checked_sub(PACER_SLACK).unwrap_or(now)) + Duration::from_secs_f64(bits / pacer.rate);
+        }
+    }
+}
+
+/// How far the pacer may fall behind and then catch up in a burst (a late
+/// timer must not slow the stream down for good).
+const PACER_SLACK: Duration = Duration::from_millis(5);
 
 fn write(peer: &mut Peer, mid: Mid, pt: Pt, seq: u64, ts: u32, marker: bool, payload: Vec<u8>) {
     let now = Instant::now();

@@ -16,6 +16,8 @@ pub struct Report {
     pub duration_s: f64,
     pub video_kbps: u64,
     pub fps: u32,
+    /// Video pacing as a multiple of the bitrate; 0 when frames went as bursts.
+    pub pacing: f64,
     /// Peers whose media connected.
     pub connected: u32,
     pub failed: Vec<PeerFailure>,
@@ -140,7 +142,7 @@ impl Report {
         let mut s = String::new();
         let l = &self.latency_us;
         let _ = writeln!(s, "load test: {} → {}", scenario_name(self.scenario), self.target);
-        let _ = writeln!(s, "  peers            {} ({} connected, {} failed), {:.1} s, video {} kb/s at {} fps", self.peers, self.connected, self.failed.len(), self.duration_s, self.video_kbps, self.fps);
+        let _ = writeln!(s, "  peers            {} ({} connected, {} failed), {:.1} s, video {} kb/s at {} fps, {}", self.peers, self.connected, self.failed.len(), self.duration_s, self.video_kbps, self.fps, if self.pacing > 0.0 { format!("paced at {}x", self.pacing) } else { "frames in bursts".into() });
         let j = &self.join_to_media_ms;
         let _ = writeln!(s, "  join → media     p50 {:.0} ms  p95 {:.0} ms  max {:.0} ms", j.p50, j.p95, j.max);
         let _ = writeln!(s, "  packets          sent {}  received {}  expected {}", self.sent_packets, self.received_packets, self.expected_packets);

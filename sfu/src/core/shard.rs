@@ -167,9 +167,13 @@ impl ShardCore {
         self.run_work(now);
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
+    /// Releases what was written on subscriber legs since the last drain
+    /// (str0m sends written RTP on its next timeout), so the caller can send
+    /// a receive batch's fan-out before doing timer work.
+    pub fn drain_written(&mut self, now: Instant) {
         self.written_at = None;
-        for slot in std::mem::take(&mut self.written) {
+        let mut written = std::mem::take(&mut self.written);
+        for &slot in &written {
             let Some(p) = self.slots[slot].as_mut() else { continue };
             p.written = false;
             if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
@@ -177,6 +181,16 @@ impl ShardCore {
             }
             self.drive(slot, now);
         }
+        // Keep the allocation: this runs for every receive batch.
+        written.clear();
+        if self.written.is_empty() {
+            self.written = written;
+        }
+        self.run_work(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.drain_written(now);
         while let Some((at, slot, gen)) = self.timers.pop_due(now) {
             if self.generations.get(slot) != Some(&gen) {
                 continue;

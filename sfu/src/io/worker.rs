@@ -144,22 +144,30 @@ impl Worker {
                 shutdown |= matches!(cmd, ShardCommand::Shutdown);
                 core.handle_command(now, cmd);
             }
+            let mut relayed = false;
             for msg in media.try_iter().take(LANE_BUDGET) {
                 core.handle_media(now, msg);
+                relayed = true;
             }
-            let mut first_rx = None;
+            if relayed {
+                // Packets other shards passed on: out now, like a receive batch.
+                core.drain_written(Instant::now());
+                let sent = flush(&mut core, &socket, &mut tx, &mut out);
+                core.stats.delay.record(now.elapsed(), sent);
+            }
             if readable {
                 for _ in 0..RECV_BATCHES {
                     match rx.recv(&socket) {
                         Ok(n) => {
                             let now = Instant::now();
-                            first_rx.get_or_insert(now);
                             for i in 0..n {
                                 if let Some((source, data)) = rx.get(i) {
                                     core.handle_receive(now, source, candidate_addr, data);
                                 }
                             }
-                            // Sent as soon as made: forwarding latency stays one batch.
+                            // The batch's fan-out goes out before anything
+                            // else is done: forwarding latency stays one batch.
+                            core.drain_written(Instant::now());
                             let sent = flush(&mut core, &socket, &mut tx, &mut out);
                             core.stats.delay.record(now.elapsed(), sent);
                         }
@@ -173,12 +181,7 @@ impl Worker {
                 }
             }
             core.handle_timeout(Instant::now());
-            // What str0m released on its timeout was mostly written for this
-            // turn's receive batches: count it from the first of them.
-            let sent = flush(&mut core, &socket, &mut tx, &mut out);
-            if let Some(t) = first_rx.take() {
-                core.stats.delay.record(t.elapsed(), sent);
-            }
+            flush(&mut core, &socket, &mut tx, &mut out);
             while let Some(out) = core.poll_output() {
                 match out {
                     ShardOutput::Control(ev) => control.on_shard_event(ev),
