@@ -7,7 +7,10 @@ load-test harness against each, runs the raw-limit baseline (criterion), and
 prints one table. Needs root, `janus`, a release build
 (`cargo build --release --workspace`).
 
-    sudo benches/compare.py [--duration 10s] [--subscribers 100]
+    sudo benches/compare.py [--duration 10s] [--subscribers 100] [--pacing 0]
+
+--pacing is the load test's: 2.5 (its default) paces video like a browser,
+0 sends every frame as one burst.
 """
 
 import argparse
@@ -55,6 +58,7 @@ def main():
     ap.add_argument("--duration", default="10s")
     ap.add_argument("--subscribers", type=int, default=100)
     ap.add_argument("--conference", type=int, default=8)
+    ap.add_argument("--pacing", default="2.5", help="video pacing, multiple of the bitrate; 0 for bursts")
     a = ap.parse_args()
     ns = "sbjanus"
     subprocess.run([ROOT / "benches/janus/stop.sh"], env={**os.environ, "NS": ns})
@@ -73,7 +77,7 @@ def main():
                 break
             time.sleep(0.2)
         peers = str(a.subscribers + 1)
-        common = ["--duration", a.duration]
+        common = ["--duration", a.duration, "--pacing", a.pacing]
         rows = []
         r = loadtest(ns, out / "sb-webinar.json", "webinar", "--peers", peers, "--keys", f"{data}/keys.json", *common)
         rows.append(("webinar", "switchboard", r))
@@ -92,7 +96,7 @@ def main():
         subprocess.run([ROOT / "benches/janus/stop.sh"], env={**os.environ, "NS": ns})
         shutil.rmtree(data, ignore_errors=True)
 
-    print(f"\nraw limit (criterion raw_limit/100, this run): {raw:,.0f} copies per CPU-second\n")
+    print(f"\nraw limit (criterion raw_limit/100, this run): {raw:,.0f} copies per CPU-second; video pacing {a.pacing}\n")
     print("| scenario | server | forwarded packets per server CPU-second | ratio to raw limit | p50 / p99 end-to-end latency (µs) | p50 / p99 inside the server (µs) | server RSS (MB) | delivery |")
     print("|---|---|---|---|---|---|---|---|")
     by = {}

@@ -162,4 +162,13 @@ mod tests {
         let bps = bytes as f64 * 8.0 / 2.0;
         assert!((bps - 1_500_000.0).abs() < 150_000.0, "bitrate {bps}");
     }
+
+    #[test]
+    fn restamp_changes_only_the_send_time() {
+        let probe = Probe { sender: 7, kind: Kind::Video, seq: 42, sent_ns: 1 };
+        let mut v = vec![0x55; 100];
+        probe.write(&mut v);
+        restamp(&mut v, 123_456);
+        assert_eq!(Probe::read(&v), Some(Probe { sent_ns: 123_456, ..probe }));
+    }
 }

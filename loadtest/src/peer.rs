@@ -149,7 +149,7 @@ async fn session(plan: &PeerPlan, cfg: &PeerConfig, signaller: Signaller, result
     let mut video_tick = tokio::time::interval(source.frame_interval);
     video_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let (mut audio_seq, mut video_seq, mut frames, mut rtp_seq) = (0u32, 0u32, 0u32, [0u64; 2]);
-    let mut pacer = Pacer::new(cfg.video_bps as f64 * cfg.pacing);
+    let mut pacer = Pacer::new(cfg.video_bps as f64 * cfg.pacing, Instant::now());
     let mut buf = vec![0u8; 2048];
     let stop_at = cfg.send_until + DRAIN;
 
@@ -242,30 +242,37 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn new(rate: f64) -> Self {
-        Pacer { queue: VecDeque::new(), rate, next: Instant::now() }
+    fn new(rate: f64, now: Instant) -> Self {
+        Pacer { queue: VecDeque::new(), rate, next: now }
     }
-}
 
-/// Writes the queued video packets that are due, stamping each probe with
-/// its real send time so that time in the pacer is not counted as latency.
-fn send_paced(peer: &mut Peer, pacer: &mut Pacer, epoch: Instant) {
-    let Some((mid, pt)) = peer.video else { return };
-    let now = Instant::now();
-    while pacer.next <= now || pacer.rate <= 0.0 {
-        let Some(mut p) = pacer.queue.pop_front() else { break };
-        media::restamp(&mut p.payload, ns_since(epoch));
-        let bits = (p.payload.len() * 8) as f64;
-        write(peer, mid, pt, p.seq, p.ts, p.marker, p.payload);
-        if pacer.rate > 0.0 {
-            pacer.next = pacer.next.max(now.checked_sub(PACER_SLACK).unwrap_or(now)) + Duration::from_secs_f64(bits / pacer.rate);
+    /// The next packet if it may leave at `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<Paced> {
+        if self.rate > 0.0 && self.next > now {
+            return None;
         }
+        let p = self.queue.pop_front()?;
+        if self.rate > 0.0 {
+            let bits = (p.payload.len() * 8) as f64;
+            self.next = self.next.max(now.checked_sub(PACER_SLACK).unwrap_or(now)) + Duration::from_secs_f64(bits / self.rate);
+        }
+        Some(p)
     }
 }
 
 /// How far the pacer may fall behind and then catch up in a burst (a late
 /// timer must not slow the stream down for good).
 const PACER_SLACK: Duration = Duration::from_millis(5);
+
+/// Writes the queued video packets that are due, stamping each probe with
+/// its real send time so that time in the pacer is not counted as latency.
+fn send_paced(peer: &mut Peer, pacer: &mut Pacer, epoch: Instant) {
+    let Some((mid, pt)) = peer.video else { return };
+    while let Some(mut p) = pacer.pop_due(Instant::now()) {
+        media::restamp(&mut p.payload, ns_since(epoch));
+        write(peer, mid, pt, p.seq, p.ts, p.marker, p.payload);
+    }
+}
 
 fn write(peer: &mut Peer, mid: Mid, pt: Pt, seq: u64, ts: u32, marker: bool, payload: Vec<u8>) {
     let now = Instant::now();
@@ -337,4 +344,44 @@ pub fn local_only(ip: std::net::IpAddr) -> anyhow::Result<()> {
         return Ok(());
     }
     bail!("refusing to send load to {ip}: only addresses of this host or namespace are allowed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pacer(rate: f64, packets: usize, t0: Instant) -> Pacer {
+        let mut p = Pacer::new(rate, t0);
+        for seq in 0..packets as u64 {
+            p.queue.push_back(Paced { seq, ts: 0, marker: false, payload: vec![0; 1000] });
+        }
+        p
+    }
+
+    fn drain(p: &mut Pacer, at: Instant) -> Vec<u64> {
+        std::iter::from_fn(|| p.pop_due(at)).map(|x| x.seq).collect()
+    }
+
+    #[test]
+    fn a_frame_leaves_at_the_pacing_rate() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        // 8 Mb/s: one 1000-byte packet per millisecond.
+        let mut p = pacer(8e6, 12, t0);
+        assert_eq!(drain(&mut p, t0), [0]);
+        assert_eq!(drain(&mut p, t0 + ms / 2), [] as [u64; 0]);
+        assert_eq!(drain(&mut p, t0 + ms), [1]);
+        assert_eq!(drain(&mut p, t0 + 3 * ms), [2, 3]);
+        // After a stall it catches up by at most the slack, then paces again.
+        let late = t0 + 50 * ms;
+        assert_eq!(drain(&mut p, late).len(), 6);
+        assert_eq!(drain(&mut p, late + ms), [10]);
+    }
+
+    #[test]
+    fn no_pacing_sends_the_frame_at_once() {
+        let t0 = Instant::now();
+        let mut p = pacer(0.0, 10, t0);
+        assert_eq!(drain(&mut p, t0), (0..10).collect::<Vec<_>>());
+    }
 }

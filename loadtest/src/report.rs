@@ -156,7 +156,7 @@ impl Report {
         );
         let _ = writeln!(s, "  latency (µs)     p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}  (jitter {:.0} µs)", l.p50, l.p95, l.p99, l.max, self.jitter_us_mean);
         if let Some(d) = self.server.as_ref().and_then(|s| s.forwarding_delay_us.as_ref()) {
-            let _ = writeln!(s, "  inside server    p50 ≤ {:.0} µs  p99 ≤ {:.0} µs  mean {:.0} µs (its histogram, kernel excluded)", d.p50, d.p99, d.mean);
+            let _ = writeln!(s, "  inside server    p50 ≤ {:.0} µs  p99 ≤ {:.0} µs  mean {:.0} µs (its histogram: recvmmsg → sendmmsg returned)", d.p50, d.p99, d.mean);
         }
         if let Some(sv) = &self.server {
             let _ = writeln!(

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const DELAY_BUCKETS: [f64; 12] = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
 
 /// How long forwarded packets spent inside the shard: from the receive batch
-/// that brought them to the send call that took them (kernel time excluded).
+/// that brought them until the send call that took them returned. Every
+/// packet of a send counts the time of its last, so this is an upper bound;
+/// time spent queued in the socket before the receive is not seen.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DelayHistogram {
     /// Non-cumulative counts per bucket of [`DELAY_BUCKETS`], then +Inf.

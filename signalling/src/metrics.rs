@@ -180,7 +180,7 @@ impl MediaPlane {
 }
 
 const DELAY_NAME: &str = "switchboard_forwarding_delay_seconds";
-const DELAY_HELP: &str = "Time forwarded packets spent in a shard, from their receive batch to the send call (kernel excluded)";
+const DELAY_HELP: &str = "Time forwarded packets spent in a shard: from the recvmmsg that brought them until the sendmmsg that sent them returned (time queued in the socket before that excluded)";
 
 /// User + system CPU seconds of this process from `/proc/self/stat`. (The
 /// process collector's `process_cpu_seconds_total` counts whole seconds only,
