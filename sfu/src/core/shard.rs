@@ -168,12 +168,13 @@ impl ShardCore {
     }
 
     /// Releases what was written on subscriber legs since the last drain
-    /// (str0m sends written RTP on its next timeout), so the caller can send
-    /// a receive batch's fan-out before doing timer work.
-    pub fn drain_written(&mut self, now: Instant) {
-        self.written_at = None;
-        let mut written = std::mem::take(&mut self.written);
-        for &slot in &written {
+    /// (str0m sends written RTP on its next timeout), at most `max_legs` of
+    /// them; true if some are left. The caller sends between calls, so the
+    /// first subscribers of a large room need not wait for the last.
+    pub fn drain_written(&mut self, now: Instant, max_legs: usize) -> bool {
+        let n = self.written.len().min(max_legs);
+        for i in 0..n {
+            let slot = self.written[i];
             let Some(p) = self.slots[slot].as_mut() else { continue };
             p.written = false;
             if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
@@ -181,16 +182,16 @@ impl ShardCore {
             }
             self.drive(slot, now);
         }
-        // Keep the allocation: this runs for every receive batch.
-        written.clear();
+        self.written.drain(..n);
         if self.written.is_empty() {
-            self.written = written;
+            self.written_at = None;
         }
         self.run_work(now);
+        !self.written.is_empty()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.drain_written(now);
+        self.drain_written(now, usize::MAX);
         while let Some((at, slot, gen)) = self.timers.pop_due(now) {
             if self.generations.get(slot) != Some(&gen) {
                 continue;

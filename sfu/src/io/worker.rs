@@ -80,23 +80,41 @@ pub struct Worker {
 
 /// Datagrams handed to one `sendmmsg`: enough that a turn's fan-out goes in
 /// a few calls and a leg's run of packets is rarely cut in two.
-const SEND_CHUNK: usize = 256;
+const SEND_CHUNK: usize = 128;
 
-/// Sends everything the core has queued; returns how many datagrams went out.
-fn flush(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>) -> u64 {
-    let mut total = 0;
+/// Sends everything the core has queued. With `since` (when the packets
+/// that made it were received), each call's datagrams count that long in
+/// the forwarding-delay histogram.
+fn flush(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>, since: Option<Instant>) {
     loop {
         out.clear();
         out.extend(std::iter::from_fn(|| core.poll_transmit()).take(SEND_CHUNK));
         if out.is_empty() {
-            return total;
+            return;
         }
         let sent = tx.send(socket, out, |t| (t.destination, &t.contents[..]));
         core.stats.datagrams_out += sent.datagrams;
         core.stats.bytes_out += sent.bytes;
         core.stats.send_failed += sent.failed;
         core.stats.send_messages += sent.messages;
-        total += sent.datagrams;
+        if let Some(t) = since {
+            core.stats.delay.record(t.elapsed(), sent.datagrams);
+        }
+    }
+}
+
+/// Subscriber legs drained per send: a room of hundreds gets its copies out
+/// in waves instead of all after the last leg is done.
+const DRAIN_LEGS: usize = 32;
+
+/// Drains the legs written since `since` and sends what they release.
+fn send_written(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>, since: Instant) {
+    loop {
+        let more = core.drain_written(Instant::now(), DRAIN_LEGS);
+        flush(core, socket, tx, out, Some(since));
+        if !more {
+            return;
+        }
     }
 }
 
@@ -151,9 +169,7 @@ impl Worker {
             }
             if relayed {
                 // Packets other shards passed on: out now, like a receive batch.
-                core.drain_written(Instant::now());
-                let sent = flush(&mut core, &socket, &mut tx, &mut out);
-                core.stats.delay.record(now.elapsed(), sent);
+                send_written(&mut core, &socket, &mut tx, &mut out, now);
             }
             if readable {
                 for _ in 0..RECV_BATCHES {
@@ -167,9 +183,7 @@ impl Worker {
                             }
                             // The batch's fan-out goes out before anything
                             // else is done: forwarding latency stays one batch.
-                            core.drain_written(Instant::now());
-                            let sent = flush(&mut core, &socket, &mut tx, &mut out);
-                            core.stats.delay.record(now.elapsed(), sent);
+                            send_written(&mut core, &socket, &mut tx, &mut out, now);
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
                             readable = false;
@@ -181,7 +195,7 @@ impl Worker {
                 }
             }
             core.handle_timeout(Instant::now());
-            flush(&mut core, &socket, &mut tx, &mut out);
+            flush(&mut core, &socket, &mut tx, &mut out, None);
             while let Some(out) = core.poll_output() {
                 match out {
                     ShardOutput::Control(ev) => control.on_shard_event(ev),
