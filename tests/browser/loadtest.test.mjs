@@ -64,7 +64,7 @@ test('a short pairs run: everyone gets ≥95%, reports are complete, /metrics ag
   assert.ok(Math.abs(received - r.sent_packets) <= 0.03 * r.sent_packets, `server received ${received} vs sent by peers ${r.sent_packets}`);
   for (const name of ['switchboard_cpu_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'switchboard_packets_dropped_total',
     'switchboard_signalling_connections', 'switchboard_participants', 'switchboard_keyframe_requests_sent_total',
-    'switchboard_forwarding_delay_seconds_bucket', 'switchboard_forwarding_delay_seconds_count']) {
+    'switchboard_forwarding_delay_seconds_bucket', 'switchboard_forwarding_delay_seconds_count', 'switchboard_udp_send_messages_total']) {
     assert.ok(after.some((s) => s.name === name), `/metrics has ${name}`);
   }
 
