@@ -180,7 +180,7 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
         let start = epoch + Duration::from_secs_f64(i as f64 / cli.ramp);
         let parts: Vec<(PeerPlan, signal::Connect)> = match &key {
             Some(key) => {
-                let token = key.mint(&plan.room, &plan.identity, token_ttl)?;
+                let token = key.mint(&plan.room, &plan.identity, plan.audio || plan.video, token_ttl)?;
                 vec![(plan.clone(), Box::pin(switchboard::connect(ws_url.clone(), token)))]
             }
             None => {

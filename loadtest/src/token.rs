@@ -25,7 +25,8 @@ impl ApiKey {
         Ok(ApiKey { key, secret })
     }
 
-    pub fn mint(&self, room: &str, identity: &str, ttl: Duration) -> anyhow::Result<String> {
+    /// A room token; `can_publish` false makes a viewer (a webinar's audience).
+    pub fn mint(&self, room: &str, identity: &str, can_publish: bool, ttl: Duration) -> anyhow::Result<String> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Grant<'a> {
@@ -46,7 +47,7 @@ impl ApiKey {
             iss: &self.key,
             sub: identity,
             exp,
-            video: Grant { room, room_join: true, can_publish: true, can_subscribe: true },
+            video: Grant { room, room_join: true, can_publish, can_subscribe: true },
         };
         let key = jsonwebtoken::EncodingKey::from_secret(self.secret.as_bytes());
         Ok(jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key)?)

@@ -94,17 +94,22 @@ impl Bed {
     /// Joins `identity` to `room` and starts negotiation: the client offers
     /// `publish` (audio and/or video, send-only) and a data channel.
     pub fn join(&mut self, room: &str, identity: &str, publish: &[MediaKind]) -> ParticipantId {
+        self.join_as(room, identity, publish, Permissions { can_publish: true, can_subscribe: true })
+    }
+
+    /// Joins a viewer: a grant without publishing, offering only a data channel.
+    pub fn join_viewer(&mut self, room: &str, identity: &str) -> ParticipantId {
+        self.join_as(room, identity, &[], Permissions { can_publish: false, can_subscribe: true })
+    }
+
+    fn join_as(&mut self, room: &str, identity: &str, publish: &[MediaKind], permissions: Permissions) -> ParticipantId {
         let pid = ParticipantId(self.next_pid);
         self.next_pid += 1;
         self.next_port += 1;
         let addr = SocketAddr::from(([1, 1, 1, 1], self.next_port));
         let mut rtc = RtcConfig::new().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true).build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let req = JoinRequest {
-            room: room.into(),
-            identity: identity.into(),
-            permissions: Permissions { can_publish: true, can_subscribe: true },
-        };
+        let req = JoinRequest { room: room.into(), identity: identity.into(), permissions };
         let mut out = Vec::new();
         let joined = self.rooms.join(pid, req, &mut out);
         let mut api = rtc.sdp_api();

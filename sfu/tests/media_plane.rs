@@ -267,3 +267,50 @@ fn a_lost_packet_is_nacked_and_retransmitted() {
     }
     assert!(bed.shards[0].stats.nacks_received >= 1, "the NACK was counted");
 }
+
+/// A viewer (no publish grant) negotiates no transport-cc or abs-send-time:
+/// bandwidth estimation of what it sends is moot. Media, NACK and
+/// retransmission still work on its legs.
+#[test]
+fn a_viewer_gets_media_without_transport_cc() {
+    let mut bed = Bed::new(1);
+    let publisher = bed.join("r", "pub", AV);
+    let viewer = bed.join_viewer("r", "viewer");
+    bed.run(Duration::from_secs(2));
+    let offers: Vec<&String> = bed
+        .client(viewer)
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Offer { sdp, .. } => Some(sdp),
+            _ => None,
+        })
+        .collect();
+    assert!(!offers.is_empty() && offers.iter().all(|sdp| sdp.contains("m=video")), "the viewer was offered the video");
+    for sdp in &offers {
+        assert!(!sdp.contains("transport-wide-cc") && !sdp.contains("abs-send-time"), "no BWE extensions offered to a viewer:\n{sdp}");
+    }
+    assert!(bed.client(publisher).events.iter().any(|e| matches!(e, ClientEvent::Answer { sdp } if sdp.contains("transport-wide-cc"))),
+        "a publisher keeps transport-cc for its browser's bandwidth estimation");
+
+    // After a few packets the viewer's link loses one video packet (Opus is
+    // not retransmitted, so audio starts after the loss).
+    for n in 0..30 {
+        if n == 5 {
+            bed.clients.get_mut(&viewer).unwrap().lose_rtp = 1;
+        }
+        bed.send_rtp(publisher, MediaKind::Video, &payload("v", n));
+        if n > 5 {
+            bed.send_rtp(publisher, MediaKind::Audio, &payload("a", n));
+        }
+        bed.run(Duration::from_millis(30));
+    }
+    bed.run(Duration::from_millis(500));
+    let got = &bed.client(viewer).rtp;
+    for n in 0..30 {
+        assert!(got.iter().any(|r| r.payload == payload("v", n)), "video {n} arrived, if need be retransmitted");
+    }
+    for n in 6..30 {
+        assert!(got.iter().any(|r| r.payload == payload("a", n)), "audio {n} arrived");
+    }
+}

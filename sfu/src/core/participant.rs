@@ -14,7 +14,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, Mid, Pt};
-use str0m::rtp::Ssrc;
+use str0m::rtp::{Extension, ExtensionMap, Ssrc};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, Signal};
@@ -109,8 +109,12 @@ pub struct Participant {
 
 /// The codecs every leg negotiates: forwarding without transcoding needs all
 /// participants to share them, and Opus + VP8 work in every WebRTC browser.
-pub fn rtc_config() -> RtcConfig {
-    RtcConfig::new()
+/// A participant that may not publish only receives from us: it gets no
+/// transport-cc or abs-send-time, whose only use is bandwidth estimation of
+/// what the client sends (we run none on what we send), so its client sends
+/// no TWCC feedback and str0m keeps no per-packet send record for it.
+pub fn rtc_config(can_publish: bool) -> RtcConfig {
+    let config = RtcConfig::new()
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()
@@ -120,12 +124,22 @@ pub fn rtc_config() -> RtcConfig {
         // our own per-recipient bound does.
         .set_sctp_max_buffered_amount(super::shard::MAX_DATA_BUFFERED)
         // Per-leg stats once in a while, for the NACK counters.
-        .set_stats_interval(Some(STATS_INTERVAL))
+        .set_stats_interval(Some(STATS_INTERVAL));
+    if can_publish {
+        return config;
+    }
+    let mut exts = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if !matches!(ext, Extension::TransportSequenceNumber | Extension::AbsoluteSendTime) {
+            exts.set(id, ext.clone());
+        }
+    }
+    config.set_extension_map(exts)
 }
 
 impl Participant {
     pub fn new(id: ParticipantId, req: JoinRequest, candidate: SocketAddr, now: Instant) -> Self {
-        let mut rtc = rtc_config().build(now);
+        let mut rtc = rtc_config(req.permissions.can_publish).build(now);
         // Invariant: a host candidate for a concrete UDP socket address is always valid.
         let c = Candidate::host(candidate, "udp").expect("host candidate");
         rtc.add_local_candidate(c);
