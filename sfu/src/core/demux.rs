@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use rustc_hash::FxHashMap;
+
 /// Addresses remembered per participant. Browsers try a handful of
 /// candidate pairs; more than this is either a very odd host or abuse.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
@@ -16,7 +18,7 @@ pub type Slot = usize;
 #[derive(Default)]
 pub struct Demux {
     // Default SipHash: source addresses are chosen by whoever sends to us.
-    by_addr: HashMap<SocketAddr, Slot>,
+    by_addr: FxHashMap<SocketAddr, Slot>,
     by_ufrag: HashMap<String, Slot>,
 }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
@@ -90,12 +91,12 @@ pub struct Participant {
     pub scheduled: Option<Instant>,
     pub joined_at: Instant,
     pub connected: bool,
-    pub published: HashMap<Mid, Published>,
+    pub published: FxHashMap<Mid, Published>,
     /// Sources the client declared per mid in its offers.
     sources: HashMap<String, TrackSource>,
     pub down: Vec<DownTrack>,
-    pub down_by_track: HashMap<TrackId, usize>,
-    pub down_by_mid: HashMap<Mid, usize>,
+    pub down_by_track: FxHashMap<TrackId, usize>,
+    pub down_by_mid: FxHashMap<Mid, usize>,
     neg: Negotiation,
     pub channel: Option<ChannelId>,
     /// When queued subscriptions should be offered (see [`OFFER_BATCH`]).
@@ -156,11 +157,11 @@ impl Participant {
             scheduled: None,
             joined_at: now,
             connected: false,
-            published: HashMap::new(),
+            published: FxHashMap::default(),
             sources: HashMap::new(),
             down: Vec::new(),
-            down_by_track: HashMap::new(),
-            down_by_mid: HashMap::new(),
+            down_by_track: FxHashMap::default(),
+            down_by_mid: FxHashMap::default(),
             neg: Negotiation::default(),
             channel: None,
             offer_due: None,

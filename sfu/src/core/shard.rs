@@ -5,11 +5,13 @@
 //! plane, other shards and clients). Only participants that got input or whose
 //! deadline passed are driven: the timer heap names them, never a scan.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use str0m::media::Mid;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpWrite};
@@ -71,7 +73,10 @@ pub struct ShardCore {
     by_pid: HashMap<ParticipantId, Slot>,
     demux: Demux,
     timers: Timers,
-    routes: HashMap<TrackId, Route>,
+    routes: FxHashMap<TrackId, Route>,
+    /// Merged keyframe requests waiting for their track's window to end, so
+    /// that neither the loop's deadline nor its timer work scans every route.
+    keyframes_due: BinaryHeap<Reverse<(Instant, TrackId)>>,
     rooms: HashMap<Arc<str>, Vec<Slot>>,
     next_track: u64,
     work: VecDeque<Work>,
@@ -95,7 +100,8 @@ impl ShardCore {
             by_pid: HashMap::new(),
             demux: Demux::default(),
             timers: Timers::default(),
-            routes: HashMap::new(),
+            routes: FxHashMap::default(),
+            keyframes_due: BinaryHeap::new(),
             rooms: HashMap::new(),
             next_track: 1,
             work: VecDeque::new(),
@@ -125,8 +131,8 @@ impl ShardCore {
 
     /// When `handle_timeout` should next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let routes = self.routes.values().filter_map(|r| r.keyframes.due()).min();
-        [self.timers.next(), routes, self.written_at].into_iter().flatten().min()
+        let keyframes = self.keyframes_due.peek().map(|Reverse((t, _))| *t);
+        [self.timers.next(), keyframes, self.written_at].into_iter().flatten().min()
     }
 
     // ---- input -------------------------------------------------------------
@@ -226,14 +232,15 @@ impl ShardCore {
             }
             self.drive(slot, now);
         }
-        let due: Vec<TrackId> = self
-            .routes
-            .iter_mut()
-            .filter_map(|(t, r)| r.keyframes.poll(now).then_some(*t))
-            .collect();
-        for track in due {
-            // `poll` already opened a new window for this one.
-            self.deliver_keyframe_request(track, now);
+        while let Some(&Reverse((at, track))) = self.keyframes_due.peek() {
+            if at > now {
+                break;
+            }
+            self.keyframes_due.pop();
+            // `poll` opens a new window; false for an entry already served.
+            if self.routes.get_mut(&track).is_some_and(|r| r.keyframes.poll(now)) {
+                self.deliver_keyframe_request(track, now);
+            }
         }
         self.run_work(now);
     }
@@ -449,7 +456,7 @@ impl ShardCore {
     }
 
     fn forward(&mut self, pkt: Arc<MediaPacket>, from_remote: bool, now: Instant) {
-        let Some(route) = self.routes.get(&pkt.track) else { return };
+        let Some(route) = self.routes.get_mut(&pkt.track) else { return };
         if !from_remote {
             for shard in &route.remote_shards {
                 self.outputs.push_back(ShardOutput::Media(*shard, MediaMsg::Rtp(pkt.clone())));
@@ -457,15 +464,12 @@ impl ShardCore {
         }
         // The list is taken out while we walk it (`write_rtp` needs `&mut self`)
         // and put back after: no lookup or copy per subscriber.
-        let subscribers = match self.routes.get_mut(&pkt.track) {
-            Some(r) => std::mem::take(&mut r.subscribers),
-            None => return,
-        };
+        let subscribers = std::mem::take(&mut route.subscribers);
         for &slot in &subscribers {
             if self.write_rtp(slot, &pkt, now) {
                 self.stats.rtp_forwarded += 1;
-                // Drained once per turn in `handle_timeout`, not per packet:
-                // str0m releases written packets on a timeout anyway.
+                // Drained after the receive batch (`drain_written`), not per
+                // packet: str0m releases written packets on a timeout anyway.
                 let p = self.slots[slot].as_mut().expect("write_rtp found it");
                 if !std::mem::replace(&mut p.written, true) {
                     self.written.push(slot);
@@ -509,8 +513,11 @@ impl ShardCore {
         let Some(route) = self.routes.get_mut(&track) else { return };
         match (route.publisher, route.publisher_shard) {
             (Some(_), _) => {
+                let waiting = route.keyframes.due().is_some();
                 if route.keyframes.request(now) {
                     self.deliver_keyframe_request(track, now);
+                } else if let (false, Some(due)) = (waiting, route.keyframes.due()) {
+                    self.keyframes_due.push(Reverse((due, track)));
                 }
             }
             (None, Some(shard)) => {
@@ -570,7 +577,7 @@ fn on_event(
     next_track: &mut u64,
     work: &mut VecDeque<Work>,
     outputs: &mut VecDeque<ShardOutput>,
-    routes: &mut HashMap<TrackId, Route>,
+    routes: &mut FxHashMap<TrackId, Route>,
     stats: &mut ShardStats,
 ) {
     match e {
@@ -689,7 +696,7 @@ fn publish(
     shard: ShardId,
     next_track: &mut u64,
     outputs: &mut VecDeque<ShardOutput>,
-    routes: &mut HashMap<TrackId, Route>,
+    routes: &mut FxHashMap<TrackId, Route>,
 ) {
     if !p.permissions.can_publish {
         return;
