@@ -107,7 +107,8 @@ fn flush(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch,
 /// in waves instead of all after the last leg is done.
 const DRAIN_LEGS: usize = 32;
 
-/// Drains the legs written since `since` and sends what they release.
+/// Drains the legs that packets received at `since` were written to, and
+/// sends what they release, wave by wave.
 fn send_written(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>, since: Instant) {
     loop {
         let more = core.drain_written(Instant::now(), DRAIN_LEGS);
