@@ -1,20 +1,29 @@
-//! `Sfu`: starts the shard threads and is the control plane's entry point.
+//! `Sfu`: starts the shard threads and the control thread, and is the
+//! control plane's entry point.
 //!
-//! The room directory sits behind one `std::sync::Mutex`: it is touched only
-//! on joins, leaves and publications (never per packet), and no `.await`
-//! happens while it is held, so a blocking lock is the simple right choice.
+//! Shards never take a lock of the control plane: their events (a track
+//! published, a peer gone, an SDP answer for a client) go over one channel
+//! to the control thread, which updates the room directory and answers with
+//! commands. The directory sits behind a `std::sync::Mutex` that only the
+//! control thread and signalling's calls (`join`, `leave`, counts) take: it
+//! is touched on joins, leaves and publications (never per packet), and no
+//! `.await` happens while it is held, so a blocking lock is the simple
+//! right choice.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crossbeam_channel::Receiver;
+
 use tracing::info;
 
 use crate::core::command::{ClientEvent, JoinRequest, ShardCommand, ShardEvent, Signal};
+use crate::core::placement::DEFAULT_SPILL_AT;
 use crate::core::ids::{ParticipantId, ShardId};
 use crate::core::rooms::{ControlOutput, Joined, Rooms};
-use crate::core::shard::ShardCore;
+use crate::core::shard::{ShardCore, ShardOutput};
 use crate::stats::{ShardStats, SharedStats};
 use crate::io::worker::{self, ShardHandle, Worker};
 
@@ -34,6 +43,9 @@ pub struct SfuConfig {
     /// Address written into ICE candidates when the bind address is not
     /// what clients reach (1:1 NAT, or binding 0.0.0.0).
     pub public_ip: Option<IpAddr>,
+    /// Members of one room a shard takes before the room spills onto
+    /// another (see `core::placement`).
+    pub room_spill_at: usize,
 }
 
 impl Default for SfuConfig {
@@ -43,6 +55,7 @@ impl Default for SfuConfig {
             udp_bind: IpAddr::from([127, 0, 0, 1]),
             udp_port: 50000,
             public_ip: None,
+            room_spill_at: DEFAULT_SPILL_AT,
         }
     }
 }
@@ -74,12 +87,19 @@ impl Control {
         }
     }
 
-    pub fn on_shard_event(&self, ev: ShardEvent) {
-        self.run(|rooms, out| rooms.handle_shard_event(ev, out));
+    /// The control thread: what shards report, in the order each sent it.
+    /// Ends when every shard has stopped (their senders are dropped).
+    fn serve(&self, events: Receiver<ShardOutput>) {
+        for out in events {
+            match out {
+                ShardOutput::Control(ev) => self.on_shard_event(ev),
+                ShardOutput::Client(pid, ev) => self.sink.deliver(pid, ev),
+            }
+        }
     }
 
-    pub fn deliver(&self, pid: ParticipantId, ev: ClientEvent) {
-        self.sink.deliver(pid, ev);
+    fn on_shard_event(&self, ev: ShardEvent) {
+        self.run(|rooms, out| rooms.handle_shard_event(ev, out));
     }
 }
 
@@ -124,8 +144,12 @@ impl Sfu {
             handles.push(h);
             lanes.push(l);
         }
-        let control = Arc::new(Control { rooms: Mutex::new(Rooms::new(n)), shards: handles.clone(), sink });
-        let mut threads = Vec::with_capacity(n);
+        let rooms = Rooms::new(n, config.room_spill_at);
+        let control = Arc::new(Control { rooms: Mutex::new(rooms), shards: handles.clone(), sink });
+        let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let mut threads = Vec::with_capacity(n + 1);
+        let c = control.clone();
+        threads.push(std::thread::Builder::new().name("control".into()).spawn(move || c.serve(events_rx))?);
         let mut udp_addrs = Vec::with_capacity(n);
         let stats: Vec<Arc<SharedStats>> = (0..n).map(|_| Arc::default()).collect();
         for (i, (socket, lanes)) in sockets.into_iter().zip(lanes).enumerate() {
@@ -133,12 +157,12 @@ impl Sfu {
             let candidate_addr = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
             udp_addrs.push(candidate_addr);
             let w = Worker {
-                core: ShardCore::new(i, n, candidate_addr),
+                core: ShardCore::new(i, candidate_addr),
                 socket,
                 candidate_addr,
                 lanes,
                 peers: handles.clone(),
-                control: control.clone(),
+                control: events_tx.clone(),
                 stats: stats[i].clone(),
             };
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || w.run())?);
@@ -202,7 +226,7 @@ impl Sfu {
         &self.inner.udp_addrs
     }
 
-    /// Stops the shard threads and waits for them.
+    /// Stops the shard threads and the control thread, and waits for them.
     pub fn shutdown(&self) {
         for h in &self.inner.control.shards {
             h.command(ShardCommand::Shutdown);

@@ -1,22 +1,27 @@
-//! In-memory test bed (feature `testbed`): real `ShardCore`s and the `Rooms`
-//! directory, with str0m client peers at fake addresses, no sockets, and
-//! virtual time. `Bed::run` always advances whatever is due first, like
-//! str0m's `progress()`. Used by the media-plane tests and the benchmarks.
+//! In-memory test bed (feature `testbed`): real `ShardCore`s driven by the
+//! production loop turn (`io::turn::Driver`) over queues instead of sockets
+//! and channels, the real `Rooms` directory, str0m client peers at fake
+//! addresses, and virtual time. `Bed::run` always advances whatever is due
+//! first, like str0m's `progress()`. Used by the media-plane tests and the
+//! benchmarks.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::command::{ClientEvent, JoinRequest, Permissions, ShardCommand, Signal};
-use crate::core::ids::ParticipantId;
+use crate::core::command::{ClientEvent, JoinRequest, MediaMsg, Permissions, ShardCommand, Signal};
+use crate::core::ids::{ParticipantId, ShardId};
+use crate::core::placement::DEFAULT_SPILL_AT;
 use crate::core::rooms::{ControlOutput, Rooms};
 use crate::core::shard::{ShardCore, ShardOutput};
+use crate::io::batch::{Sent, BATCH};
+use crate::io::turn::{Driver, ShardIo};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
@@ -62,15 +67,80 @@ impl Client {
     }
 }
 
+/// A datagram on its way: source, destination, bytes.
+pub type Datagram = (SocketAddr, SocketAddr, Vec<u8>);
+
+/// One shard's surroundings in memory: what the worker's socket and
+/// channels are in production.
+#[derive(Default)]
+pub struct MemIo {
+    now: Option<Instant>,
+    inbox: VecDeque<Datagram>,
+    commands: VecDeque<ShardCommand>,
+    media: VecDeque<MediaMsg>,
+    sent: Vec<Transmit>,
+    handed: Vec<(ShardId, MediaMsg)>,
+    control: Vec<ShardOutput>,
+}
+
+impl MemIo {
+    fn has_input(&self) -> bool {
+        !self.inbox.is_empty() || !self.commands.is_empty() || !self.media.is_empty()
+    }
+}
+
+impl ShardIo for MemIo {
+    fn now(&self) -> Instant {
+        self.now.expect("the bed sets the time before a turn")
+    }
+
+    fn command(&mut self) -> Option<ShardCommand> {
+        self.commands.pop_front()
+    }
+
+    fn media(&mut self) -> Option<MediaMsg> {
+        self.media.pop_front()
+    }
+
+    fn recv(&mut self, core: &mut ShardCore, now: Instant) -> std::io::Result<usize> {
+        if self.inbox.is_empty() {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.inbox.len().min(BATCH);
+        for (src, dst, d) in self.inbox.drain(..n) {
+            core.handle_receive(now, src, dst, &d);
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, batch: &mut Vec<Transmit>) -> Sent {
+        let bytes = batch.iter().map(|t| t.contents.len() as u64).sum();
+        let n = batch.len() as u64;
+        self.sent.append(batch);
+        Sent { datagrams: n, bytes, failed: 0, messages: n }
+    }
+
+    fn to_shard(&mut self, shard: ShardId, msg: MediaMsg) -> bool {
+        self.handed.push((shard, msg));
+        true
+    }
+
+    fn wake_shards(&mut self) {}
+
+    fn to_control(&mut self, out: ShardOutput) {
+        self.control.push(out);
+    }
+}
+
 pub struct Bed {
     pub now: Instant,
     pub shards: Vec<ShardCore>,
+    io: Vec<MemIo>,
+    drivers: Vec<Driver>,
     pub rooms: Rooms,
     pub clients: HashMap<ParticipantId, Client>,
     next_pid: u64,
     next_port: u16,
-    /// Messages between shards, delivered in order.
-    media: VecDeque<(usize, crate::core::command::MediaMsg)>,
 }
 
 pub fn shard_addr(i: usize) -> SocketAddr {
@@ -78,17 +148,45 @@ pub fn shard_addr(i: usize) -> SocketAddr {
 }
 
 impl Bed {
+    /// A bed with the production placement: a room stays on one shard.
     pub fn new(shards: usize) -> Self {
-        let now = Instant::now();
+        Self::with_spill_at(shards, DEFAULT_SPILL_AT)
+    }
+
+    /// A bed whose rooms spill onto another shard past `spill_at` members
+    /// per shard (1: every member on a shard of its own while shards last).
+    pub fn with_spill_at(shards: usize, spill_at: usize) -> Self {
         Bed {
-            now,
-            shards: (0..shards).map(|i| ShardCore::new(i, shards, shard_addr(i))).collect(),
-            rooms: Rooms::new(shards),
+            now: Instant::now(),
+            shards: (0..shards).map(|i| ShardCore::new(i, shard_addr(i))).collect(),
+            io: (0..shards).map(|_| MemIo::default()).collect(),
+            drivers: (0..shards).map(|_| Driver::default()).collect(),
+            rooms: Rooms::new(shards, spill_at),
             clients: HashMap::new(),
             next_pid: 1,
             next_port: 1000,
-            media: VecDeque::new(),
         }
+    }
+
+    /// Queues a command for a shard, as the control plane's lane does.
+    pub fn command(&mut self, shard: ShardId, cmd: ShardCommand) {
+        self.io[shard].commands.push_back(cmd);
+    }
+
+    /// Runs one loop turn of `shard` on `datagrams` and returns how many
+    /// datagrams it sent (discarded, with its other outputs): the
+    /// benchmarks' measure of the shard's own work.
+    pub fn forward_through(&mut self, shard: ShardId, datagrams: Vec<Datagram>) -> usize {
+        let io = &mut self.io[shard];
+        io.now = Some(self.now);
+        io.inbox.extend(datagrams);
+        self.drivers[shard].readable = true;
+        self.drivers[shard].turn(&mut self.shards[shard], io);
+        io.handed.clear();
+        io.control.clear();
+        let n = io.sent.len();
+        io.sent.clear();
+        n
     }
 
     /// Joins `identity` to `room` and starts negotiation: the client offers
@@ -142,10 +240,8 @@ impl Bed {
             },
         );
         self.dispatch(out);
-        self.shards[joined.shard].handle_command(
-            self.now,
-            ShardCommand::Signal { participant: pid, signal: Signal::Offer { sdp: offer.to_sdp_string(), sources: vec![] } },
-        );
+        let signal = Signal::Offer { sdp: offer.to_sdp_string(), sources: vec![] };
+        self.command(joined.shard, ShardCommand::Signal { participant: pid, signal });
         pid
     }
 
@@ -161,7 +257,7 @@ impl Bed {
     fn dispatch(&mut self, out: Vec<ControlOutput>) {
         for o in out {
             match o {
-                ControlOutput::Shard(i, cmd) => self.shards[i].handle_command(self.now, cmd),
+                ControlOutput::Shard(i, cmd) => self.command(i, cmd),
                 ControlOutput::Client(pid, ev) => self.deliver_to_client(pid, ev),
             }
         }
@@ -186,10 +282,8 @@ impl Bed {
                 let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
                 let shard = c.shard;
                 c.events.push(ev.clone());
-                self.shards[shard].handle_command(
-                    self.now,
-                    ShardCommand::Signal { participant: pid, signal: Signal::Answer { sdp: answer.to_sdp_string() } },
-                );
+                let signal = Signal::Answer { sdp: answer.to_sdp_string() };
+                self.command(shard, ShardCommand::Signal { participant: pid, signal });
                 return;
             }
             _ => {}
@@ -207,10 +301,8 @@ impl Bed {
         c.pending = Some(pending);
         c.send_mids.push((kind, mid));
         let shard = c.shard;
-        self.shards[shard].handle_command(
-            self.now,
-            ShardCommand::Signal { participant: pid, signal: Signal::Offer { sdp: offer.to_sdp_string(), sources: vec![] } },
-        );
+        let signal = Signal::Offer { sdp: offer.to_sdp_string(), sources: vec![] };
+        self.command(shard, ShardCommand::Signal { participant: pid, signal });
     }
 
     /// Answers the held server offers, as a polite client does after glare:
@@ -226,7 +318,7 @@ impl Bed {
 
     /// `pid` writes one RTP packet; returns the datagrams its client sends
     /// for it (SRTP, plus whatever else was due), not delivered anywhere.
-    pub fn client_datagrams(&mut self, pid: ParticipantId, kind: MediaKind, payload: &[u8]) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+    pub fn client_datagrams(&mut self, pid: ParticipantId, kind: MediaKind, payload: &[u8]) -> Vec<Datagram> {
         self.send_rtp(pid, kind, payload);
         let now = self.now;
         let c = self.clients.get_mut(&pid).unwrap();
@@ -301,8 +393,8 @@ impl Bed {
             for c in self.clients.values_mut().filter(|c| !c.gone && c.timeout <= now) {
                 c.rtc.handle_input(Input::Timeout(now)).unwrap();
             }
-            for s in &mut self.shards {
-                s.handle_timeout(now);
+            for i in 0..self.shards.len() {
+                self.turn(i);
             }
             if next == end {
                 self.pump();
@@ -315,50 +407,16 @@ impl Bed {
     fn pump(&mut self) {
         loop {
             let mut moved = false;
-            let now = self.now;
-            // Client outputs.
             let pids: Vec<ParticipantId> = self.clients.keys().copied().collect();
             for pid in pids {
                 moved |= self.drain_client(pid);
             }
-            // Shard outputs.
             for i in 0..self.shards.len() {
-                while let Some(t) = self.shards[i].poll_transmit() {
-                    moved = true;
-                    let Some(c) = self.clients.values_mut().find(|c| c.addr == t.destination && !c.gone) else { continue };
-                    if c.lose_rtp > 0 && is_rtp(&t.contents) {
-                        c.lose_rtp -= 1;
-                        continue;
-                    }
-                    let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-                    // A refused datagram (e.g. DTLS receive queue full in a
-                    // burst) is a lost packet, as on a real network.
-                    let _ = c.rtc.handle_input(Input::Receive(now, r));
-                    // str0m's contract: drain after every input (in RTP mode
-                    // it holds one received packet until polled).
-                    let pid = c.pid;
-                    self.drain_client(pid);
+                if self.io[i].has_input() {
+                    self.turn(i);
+                    moved |= self.io[i].has_input();
                 }
-                let mut outs = Vec::new();
-                while let Some(o) = self.shards[i].poll_output() {
-                    outs.push(o);
-                }
-                for o in outs {
-                    moved = true;
-                    match o {
-                        ShardOutput::Media(to, msg) => self.media.push_back((to, msg)),
-                        ShardOutput::Client(pid, ev) => self.deliver_to_client(pid, ev),
-                        ShardOutput::Control(ev) => {
-                            let mut out = Vec::new();
-                            self.rooms.handle_shard_event(ev, &mut out);
-                            self.dispatch(out);
-                        }
-                    }
-                }
-            }
-            while let Some((to, msg)) = self.media.pop_front() {
-                moved = true;
-                self.shards[to].handle_media(now, msg);
+                moved |= self.deliver_shard_outputs(i);
             }
             if !moved {
                 return;
@@ -366,10 +424,55 @@ impl Bed {
         }
     }
 
+    /// One loop turn of shard `i` at the bed's time.
+    fn turn(&mut self, i: ShardId) {
+        self.io[i].now = Some(self.now);
+        self.drivers[i].readable = true;
+        self.drivers[i].turn(&mut self.shards[i], &mut self.io[i]);
+    }
+
+    /// Delivers what shard `i` sent, handed over and reported; true if anything.
+    fn deliver_shard_outputs(&mut self, i: ShardId) -> bool {
+        let now = self.now;
+        let io = &mut self.io[i];
+        let sent = std::mem::take(&mut io.sent);
+        let handed = std::mem::take(&mut io.handed);
+        let control = std::mem::take(&mut io.control);
+        let moved = !sent.is_empty() || !handed.is_empty() || !control.is_empty();
+        for t in sent {
+            let Some(c) = self.clients.values_mut().find(|c| c.addr == t.destination && !c.gone) else { continue };
+            if c.lose_rtp > 0 && is_rtp(&t.contents) {
+                c.lose_rtp -= 1;
+                continue;
+            }
+            let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+            // A refused datagram (e.g. DTLS receive queue full in a
+            // burst) is a lost packet, as on a real network.
+            let _ = c.rtc.handle_input(Input::Receive(now, r));
+            // str0m's contract: drain after every input (in RTP mode
+            // it holds one received packet until polled).
+            let pid = c.pid;
+            self.drain_client(pid);
+        }
+        for (to, msg) in handed {
+            self.io[to].media.push_back(msg);
+        }
+        for o in control {
+            match o {
+                ShardOutput::Client(pid, ev) => self.deliver_to_client(pid, ev),
+                ShardOutput::Control(ev) => {
+                    let mut out = Vec::new();
+                    self.rooms.handle_shard_event(ev, &mut out);
+                    self.dispatch(out);
+                }
+            }
+        }
+        moved
+    }
+
     /// Polls one client until it asks for a timeout; its datagrams go to
     /// their shard. Returns whether anything happened.
     fn drain_client(&mut self, pid: ParticipantId) -> bool {
-        let now = self.now;
         let mut moved = false;
         loop {
             let c = self.clients.get_mut(&pid).unwrap();
@@ -384,7 +487,7 @@ impl Bed {
                 Output::Transmit(t) => {
                     moved = true;
                     let shard = (t.destination.port() - 5000) as usize;
-                    self.shards[shard].handle_receive(now, t.source, t.destination, &t.contents);
+                    self.io[shard].inbox.push_back((t.source, t.destination, t.contents.to_vec()));
                 }
                 Output::Event(e) => match e {
                     Event::Connected => c.connected = true,

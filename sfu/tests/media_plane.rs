@@ -11,8 +11,14 @@ use str0m::media::MediaKind;
 
 const AV: &[MediaKind] = &[MediaKind::Audio, MediaKind::Video];
 
+/// A bed whose rooms spread over all `shards` (one member per shard while
+/// shards last), so that with two shards media and data cross between them.
+fn spread(shards: usize) -> Bed {
+    Bed::with_spill_at(shards, 1)
+}
+
 fn connected_room(shards: usize, names: &[&str]) -> (Bed, Vec<sfu::ParticipantId>) {
-    let mut bed = Bed::new(shards);
+    let mut bed = spread(shards);
     let pids: Vec<_> = names.iter().map(|n| bed.join("r", n, AV)).collect();
     bed.run(Duration::from_secs(2));
     for p in &pids {
@@ -22,7 +28,7 @@ fn connected_room(shards: usize, names: &[&str]) -> (Bed, Vec<sfu::ParticipantId
 }
 
 fn publish_and_check(shards: usize, names: &[&str], kinds: &[MediaKind]) {
-    let mut bed = Bed::new(shards);
+    let mut bed = spread(shards);
     let pids: Vec<_> = names.iter().enumerate().map(|(i, n)| bed.join("r", n, if i == 0 { kinds } else { &[] })).collect();
     bed.run(Duration::from_secs(2));
     let publisher = pids[0];
@@ -265,7 +271,7 @@ fn a_lost_packet_is_nacked_and_retransmitted() {
     for n in 100..130 {
         assert!(got.iter().any(|r| r.payload == payload("v", n)), "packet {n} arrived, if need be retransmitted");
     }
-    assert!(bed.shards[0].stats.nacks_received >= 1, "the NACK was counted");
+    assert!(bed.shards[0].stats().nacks_received >= 1, "the NACK was counted");
 }
 
 /// A viewer (no publish grant) negotiates no transport-cc or abs-send-time:
@@ -313,4 +319,70 @@ fn a_viewer_gets_media_without_transport_cc() {
     for n in 6..30 {
         assert!(got.iter().any(|r| r.payload == payload("a", n)), "audio {n} arrived");
     }
+}
+
+/// With the production placement a two-party room never straddles shards:
+/// its packets are forwarded on the shard that received them, nothing
+/// crosses a lane.
+#[test]
+fn a_two_party_room_stays_on_one_shard() {
+    let mut bed = Bed::new(2);
+    let rooms: Vec<(sfu::ParticipantId, sfu::ParticipantId)> =
+        (0..4).map(|r| (bed.join(&format!("call{r}"), "agent", AV), bed.join(&format!("call{r}"), "customer", AV))).collect();
+    bed.run(Duration::from_secs(2));
+    for (a, b) in &rooms {
+        assert_eq!(bed.client(*a).shard, bed.client(*b).shard, "both sides of a call on one shard");
+    }
+    let used: std::collections::BTreeSet<usize> = rooms.iter().map(|(a, _)| bed.client(*a).shard).collect();
+    assert_eq!(used.len(), 2, "calls are spread over the shards");
+    for n in 0..20 {
+        for (a, b) in &rooms {
+            bed.send_rtp(*a, MediaKind::Video, &payload("a", n));
+            bed.send_rtp(*b, MediaKind::Video, &payload("b", n));
+        }
+        bed.run(Duration::from_millis(30));
+    }
+    bed.run(Duration::from_millis(300));
+    for (a, b) in &rooms {
+        assert!(bed.client(*b).rtp.iter().any(|r| r.payload == payload("a", 19)), "agent's video reached the customer");
+        assert!(bed.client(*a).rtp.iter().any(|r| r.payload == payload("b", 19)), "customer's video reached the agent");
+    }
+    for s in &bed.shards {
+        assert_eq!(s.stats().dropped_lane_full, 0);
+    }
+    assert_eq!(
+        bed.shards.iter().map(|s| s.stats().rtp_forwarded).sum::<u64>(),
+        bed.shards.iter().map(|s| s.stats().rtp_in).sum::<u64>(),
+        "each packet forwarded once, on its own shard"
+    );
+}
+
+/// A room larger than a shard's share spills onto another shard; members
+/// there still get media and data, and data reaches only the room's shards.
+#[test]
+fn a_room_past_its_share_spills_and_still_reaches_everyone() {
+    let mut bed = Bed::with_spill_at(3, 2);
+    let pids: Vec<_> = ["a", "b", "c"].iter().map(|n| bed.join("big", n, AV)).collect();
+    let other = bed.join("small", "alone", AV);
+    bed.run(Duration::from_secs(2));
+    let shard_of = |bed: &Bed, p| bed.client(p).shard;
+    assert_eq!(shard_of(&bed, pids[0]), shard_of(&bed, pids[1]), "the first two share a shard");
+    assert_ne!(shard_of(&bed, pids[2]), shard_of(&bed, pids[0]), "the third spilled");
+    for n in 0..10 {
+        bed.send_rtp(pids[0], MediaKind::Video, &payload("v", n));
+        bed.run(Duration::from_millis(30));
+    }
+    bed.send_data(pids[2], "from the spill shard");
+    bed.run(Duration::from_millis(500));
+    for p in &pids[1..] {
+        assert!(bed.client(*p).rtp.iter().any(|r| r.payload == payload("v", 9)), "video reached {}", bed.client(*p).identity);
+    }
+    for p in &pids[..2] {
+        assert!(bed.client(*p).data.iter().any(|(_, d)| String::from_utf8_lossy(d).contains("from the spill shard")));
+    }
+    let lonely = shard_of(&bed, other);
+    if lonely != shard_of(&bed, pids[0]) && lonely != shard_of(&bed, pids[2]) {
+        assert_eq!(bed.shards[lonely].stats().data_relayed, 0, "a shard without the room gets none of its data");
+    }
+    assert!(bed.client(other).data.is_empty(), "another room hears nothing");
 }

@@ -58,6 +58,11 @@ pub struct ServeArgs {
     /// Media worker threads; 0 means one per core.
     #[arg(long, env = "SWITCHBOARD_SHARDS", default_value_t = 0, global = true)]
     pub shards: usize,
+    /// Members of one room a shard takes before the room spills onto
+    /// another shard (at least 2: a two-party call never straddles shards).
+    #[arg(long, env = "SWITCHBOARD_ROOM_SPILL_AT", default_value_t = sfu::DEFAULT_SPILL_AT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..), global = true)]
+    pub room_spill_at: usize,
     /// Directory for keys and records; created if missing.
     #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,

@@ -65,7 +65,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         info!("API keys from {}", path.display());
     }
     let shards = if args.shards == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.shards };
-    let sfu_config = sfu::SfuConfig { shards, udp_bind: args.udp_bind, udp_port: args.udp_port, public_ip: args.public_ip };
+    let sfu_config = sfu::SfuConfig {
+        shards,
+        udp_bind: args.udp_bind,
+        udp_port: args.udp_port,
+        public_ip: args.public_ip,
+        room_spill_at: args.room_spill_at,
+    };
     let ice_servers: Vec<IceServer> = args
         .ice_servers
         .iter()

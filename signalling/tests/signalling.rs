@@ -17,7 +17,7 @@ const KEY: &str = "testkey";
 const SECRET: &str = "test-secret-test-secret-test-secret";
 
 async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let config = sfu::SfuConfig { shards: 2, udp_bind: [127, 0, 0, 1].into(), udp_port: 0, public_ip: None };
+    let config = sfu::SfuConfig { shards: 2, udp_bind: [127, 0, 0, 1].into(), udp_port: 0, public_ip: None, room_spill_at: sfu::DEFAULT_SPILL_AT };
     let dir = tempfile::tempdir().unwrap();
     let store = signalling::store::Store::open(dir.path()).await.unwrap();
     std::mem::forget(dir); // lives as long as the test process

@@ -132,6 +132,9 @@ pub enum ShardCommand {
     Unsubscribe { subscriber: ParticipantId, track: TrackId },
     /// On the publisher's shard: the other shards with subscribers of `track`.
     SetRemoteShards { track: TrackId, shards: Vec<ShardId> },
+    /// On every shard of `room`: the other shards with members of it, for
+    /// data channel relay. Empty when the room is on this shard alone.
+    SetRoomShards { room: Arc<str>, shards: Vec<ShardId> },
     Shutdown,
 }
 

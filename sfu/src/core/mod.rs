@@ -7,6 +7,7 @@ pub mod forwarder;
 pub mod ids;
 pub mod keyframe;
 pub mod participant;
+pub mod placement;
 pub mod rooms;
 pub mod shard;
 pub mod timer;

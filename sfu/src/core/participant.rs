@@ -22,7 +22,6 @@ use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, 
 use super::forwarder::Forwarder;
 use super::command::TrackInfo;
 use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
-use super::keyframe::KeyframeThrottle;
 
 /// Subscriptions arriving within this window share one renegotiation: a
 /// publisher's audio and video, or a whole room on join, cost one offer.
@@ -41,7 +40,6 @@ pub struct Published {
     pub source: TrackSource,
     /// Payload type → codec, learnt from the negotiated session.
     pub codecs: Vec<(Pt, Codec)>,
-    pub keyframes: KeyframeThrottle,
     /// Whether the track is announced (not stopped by a later offer).
     pub active: bool,
 }
@@ -305,6 +303,20 @@ impl Participant {
             .filter(|p| remote.is_empty() || remote.contains(&p.pt()))
             .map(|p| (p.pt(), p.spec().codec))
             .collect()
+    }
+
+    /// The track and codec of a packet received on `mid` with payload type
+    /// `pt`, if `mid` carries an active published track. A payload type not
+    /// seen before is learnt from the negotiated session.
+    pub fn published_codec(&mut self, mid: Mid, pt: Pt) -> Option<(TrackId, Codec)> {
+        let pubd = self.published.get(&mid).filter(|p| p.active)?;
+        if let Some((_, c)) = pubd.codecs.iter().find(|(p, _)| *p == pt) {
+            return Some((pubd.track, *c));
+        }
+        let codecs = self.negotiated_codecs(mid);
+        let pubd = self.published.get_mut(&mid)?;
+        pubd.codecs = codecs;
+        pubd.codecs.iter().find(|(p, _)| *p == pt).map(|(_, c)| (pubd.track, *c))
     }
 
     /// Asks the client for a keyframe on a track it publishes.

@@ -11,6 +11,7 @@ use super::command::{
     ClientEvent, ErrorCode, JoinRequest, ParticipantInfo, ShardCommand, ShardEvent, TrackInfo,
 };
 use super::ids::{ParticipantId, ShardId, TrackId};
+use super::placement::Placement;
 
 #[derive(Debug)]
 pub enum ControlOutput {
@@ -48,6 +49,25 @@ impl Room {
         })
     }
 
+    /// Members per shard.
+    fn shards(&self) -> BTreeMap<ShardId, usize> {
+        let mut by = BTreeMap::new();
+        for m in self.members.values() {
+            *by.entry(m.shard).or_default() += 1;
+        }
+        by
+    }
+
+    /// Tells each shard of the room which other shards hold members of it
+    /// (data channel relay), after that set changed.
+    fn announce_shards(&self, room: &Arc<str>, out: &mut Vec<ControlOutput>) {
+        let shards = self.shards();
+        for s in shards.keys() {
+            let others = shards.keys().copied().filter(|o| o != s).collect();
+            out.push(ControlOutput::Shard(*s, ShardCommand::SetRoomShards { room: room.clone(), shards: others }));
+        }
+    }
+
     /// Shards other than the publisher's that have a subscriber of `track`.
     fn remote_shards(&self, track: &TrackInfo, publisher_shard: ShardId) -> Vec<ShardId> {
         let set: BTreeSet<ShardId> = self
@@ -64,14 +84,14 @@ pub struct Rooms {
     rooms: HashMap<Arc<str>, Room>,
     /// Participant → room name, for events that only carry the participant.
     index: HashMap<ParticipantId, Arc<str>>,
-    /// Participants per shard; a new participant goes to the least loaded one.
-    load: Vec<usize>,
+    placement: Placement,
 }
 
 impl Rooms {
-    pub fn new(shards: usize) -> Self {
-        assert!(shards > 0, "at least one shard");
-        Rooms { rooms: HashMap::new(), index: HashMap::new(), load: vec![0; shards] }
+    /// `spill_at`: members of one room per shard before it spills onto
+    /// another (see [`Placement`]).
+    pub fn new(shards: usize, spill_at: usize) -> Self {
+        Rooms { rooms: HashMap::new(), index: HashMap::new(), placement: Placement::new(shards, spill_at) }
     }
 
     pub fn room_count(&self) -> usize {
@@ -104,10 +124,11 @@ impl Rooms {
             self.remove(old, Some((ErrorCode::Replaced, "joined again from another connection".into())), out);
         }
 
-        let shard = (0..self.load.len()).min_by_key(|s| self.load[*s]).unwrap_or(0);
-        self.load[shard] += 1;
-        self.index.insert(pid, req.room.clone());
         let room = self.rooms.entry(req.room.clone()).or_default();
+        let before = room.shards();
+        let shard = self.placement.choose(&before);
+        self.placement.add(shard);
+        self.index.insert(pid, req.room.clone());
         let others: Vec<ParticipantInfo> = room.members.keys().filter_map(|p| room.info(*p)).collect();
         room.members.insert(
             pid,
@@ -120,7 +141,11 @@ impl Rooms {
         }
 
         let can_subscribe = req.permissions.can_subscribe;
+        let room_name = req.room.clone();
         out.push(ControlOutput::Shard(shard, ShardCommand::AddParticipant { participant: pid, request: req }));
+        if !before.contains_key(&shard) && !before.is_empty() {
+            room.announce_shards(&room_name, out);
+        }
         if can_subscribe {
             let tracks: Vec<TrackInfo> = room.tracks.values().cloned().collect();
             for track in tracks {
@@ -147,8 +172,11 @@ impl Rooms {
         let Some(room_name) = self.index.remove(&pid) else { return };
         let Some(room) = self.rooms.get_mut(&room_name) else { return };
         let Some(member) = room.members.remove(&pid) else { return };
-        self.load[member.shard] = self.load[member.shard].saturating_sub(1);
+        self.placement.remove(member.shard);
         out.push(ControlOutput::Shard(member.shard, ShardCommand::RemoveParticipant { participant: pid }));
+        if !room.members.values().any(|m| m.shard == member.shard) && !room.members.is_empty() {
+            room.announce_shards(&room_name, out);
+        }
         if let Some((code, message)) = reason {
             out.push(ControlOutput::Client(pid, ClientEvent::Closed { code, message }));
         }

@@ -1,30 +1,29 @@
 //! A shard's thread: one UDP socket, a command lane, a media lane, and the
-//! `ShardCore` it drives. Nothing here is shared with other shards except the
-//! channel senders and wakers used to hand them values.
+//! `ShardCore` it drives, one [`Driver::turn`] per wake-up. Nothing here is
+//! shared with other shards except the channel senders and wakers used to
+//! hand them values; events for the control plane go over a channel too, so
+//! a shard never waits on a lock of the control plane.
 
 use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
+use str0m::net::Transmit;
 use tracing::{debug, warn};
 
+use super::batch::{RecvBatch, SendBatch, Sent};
+use super::turn::{Driver, ShardIo};
 use crate::core::command::{MediaMsg, ShardCommand};
-use crate::core::shard::{ShardCore, ShardOutput};
-use crate::runtime::Control;
+use crate::core::ids::ShardId;
+use crate::core::shard::{ShardCore, ShardOutput, ShardStats};
 use crate::stats::SharedStats;
-use super::batch::{RecvBatch, SendBatch};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
 
-/// Receive batches per loop turn before commands and timers get a look in;
-/// bounds the latency a burst can add to control work.
-const RECV_BATCHES: usize = 8;
-/// Commands and media messages taken per loop turn, for the same reason.
-const LANE_BUDGET: usize = 1024;
 /// Media messages one shard may queue for another. At ~50k packets/s per
 /// shard this is ~80 ms of media; beyond it a late packet is useless anyway.
 pub const MEDIA_LANE_DEPTH: usize = 4096;
@@ -36,7 +35,9 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// What other threads hold to reach a shard.
 #[derive(Clone)]
 pub struct ShardHandle {
+    /// Unbounded: commands are rare and must never be lost.
     pub commands: Sender<ShardCommand>,
+    /// Bounded: a full lane drops media rather than stall the sender.
     pub media: Sender<MediaMsg>,
     pub waker: Arc<Waker>,
 }
@@ -68,54 +69,80 @@ pub fn lanes() -> std::io::Result<(ShardHandle, ShardLanes)> {
 
 pub struct Worker {
     pub core: ShardCore,
-    pub socket: std::net::UdpSocket,
+    pub socket: UdpSocket,
     /// Address written in candidates; passed to str0m as the destination.
     pub candidate_addr: SocketAddr,
     pub lanes: ShardLanes,
     pub peers: Vec<ShardHandle>,
-    pub control: Arc<Control>,
+    /// Events for the control plane's thread (unbounded: never dropped).
+    pub control: Sender<ShardOutput>,
     /// Where this shard publishes its counters once per loop turn.
     pub stats: Arc<SharedStats>,
 }
 
-/// Datagrams handed to one `sendmmsg`: enough that a turn's fan-out goes in
-/// a few calls and a leg's run of packets is rarely cut in two.
-const SEND_CHUNK: usize = 128;
-
-/// Sends everything the core has queued. With `since` (when the packets
-/// that made it were received), each call's datagrams count that long in
-/// the forwarding-delay histogram.
-fn flush(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>, since: Option<Instant>) {
-    loop {
-        out.clear();
-        out.extend(std::iter::from_fn(|| core.poll_transmit()).take(SEND_CHUNK));
-        if out.is_empty() {
-            return;
-        }
-        let sent = tx.send(socket, out, |t| (t.destination, &t.contents[..]));
-        core.stats.datagrams_out += sent.datagrams;
-        core.stats.bytes_out += sent.bytes;
-        core.stats.send_failed += sent.failed;
-        core.stats.send_messages += sent.messages;
-        if let Some(t) = since {
-            core.stats.delay.record(t.elapsed(), sent.datagrams);
-        }
-    }
+/// The worker's side of a turn: the socket and the channels.
+struct UdpIo {
+    socket: UdpSocket,
+    candidate_addr: SocketAddr,
+    rx: RecvBatch,
+    tx: SendBatch,
+    commands: Receiver<ShardCommand>,
+    media: Receiver<MediaMsg>,
+    peers: Vec<ShardHandle>,
+    /// Shards handed a message since the last wake-up.
+    wake: Vec<bool>,
+    control: Sender<ShardOutput>,
+    stats: Arc<SharedStats>,
 }
 
-/// Subscriber legs drained per send: a room of hundreds gets its copies out
-/// in waves instead of all after the last leg is done.
-const DRAIN_LEGS: usize = 32;
+impl ShardIo for UdpIo {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 
-/// Drains the legs that packets received at `since` were written to, and
-/// sends what they release, wave by wave.
-fn send_written(core: &mut ShardCore, socket: &std::net::UdpSocket, tx: &mut SendBatch, out: &mut Vec<str0m::net::Transmit>, since: Instant) {
-    loop {
-        let more = core.drain_written(Instant::now(), DRAIN_LEGS);
-        flush(core, socket, tx, out, Some(since));
-        if !more {
-            return;
+    fn command(&mut self) -> Option<ShardCommand> {
+        self.commands.try_recv().ok()
+    }
+
+    fn media(&mut self) -> Option<MediaMsg> {
+        self.media.try_recv().ok()
+    }
+
+    fn recv(&mut self, core: &mut ShardCore, now: Instant) -> std::io::Result<usize> {
+        let n = self.rx.recv(&self.socket)?;
+        for i in 0..n {
+            if let Some((source, data)) = self.rx.get(i) {
+                core.handle_receive(now, source, self.candidate_addr, data);
+            }
         }
+        Ok(n)
+    }
+
+    fn send(&mut self, batch: &mut Vec<Transmit>) -> Sent {
+        self.tx.send(&self.socket, batch, |t| (t.destination, &t.contents[..]))
+    }
+
+    fn to_shard(&mut self, shard: ShardId, msg: MediaMsg) -> bool {
+        let ok = self.peers[shard].media.try_send(msg).is_ok();
+        self.wake[shard] |= ok;
+        ok
+    }
+
+    fn wake_shards(&mut self) {
+        for (shard, w) in self.wake.iter_mut().enumerate() {
+            if std::mem::take(w) {
+                let _ = self.peers[shard].waker.wake();
+            }
+        }
+    }
+
+    fn to_control(&mut self, out: ShardOutput) {
+        // The control thread outlives the shards; after it is gone nobody listens.
+        let _ = self.control.send(out);
+    }
+
+    fn publish(&mut self, stats: &ShardStats) {
+        self.stats.publish(stats);
     }
 }
 
@@ -136,19 +163,26 @@ impl Worker {
             warn!(shard = core.id(), "register socket: {e}");
             return;
         }
+        let wake = vec![false; peers.len()];
+        let mut io = UdpIo {
+            socket,
+            candidate_addr,
+            rx: RecvBatch::default(),
+            tx: SendBatch::default(),
+            commands,
+            media,
+            peers,
+            wake,
+            control,
+            stats,
+        };
         let mut events = Events::with_capacity(64);
-        let mut rx = RecvBatch::default();
-        let mut tx = SendBatch::default();
-        let mut out: Vec<str0m::net::Transmit> = Vec::with_capacity(SEND_CHUNK);
-        // Edge-triggered readiness: remember that the socket still has data
-        // when the budget ran out before WouldBlock.
-        let mut readable = true;
-        let mut wake = vec![false; peers.len()];
+        let mut driver = Driver::default();
         loop {
-            let now = Instant::now();
-            let wait = if readable {
+            let wait = if driver.readable {
                 Duration::ZERO
             } else {
+                let now = Instant::now();
                 core.next_timeout().map_or(MAX_WAIT, |t| t.saturating_duration_since(now)).min(MAX_WAIT)
             };
             if let Err(e) = poll.poll(&mut events, Some(wait)) {
@@ -156,64 +190,8 @@ impl Worker {
                     warn!(shard = core.id(), "poll: {e}");
                 }
             }
-            readable |= events.iter().any(|e| e.token() == SOCKET);
-            let now = Instant::now();
-            let mut shutdown = false;
-            for cmd in commands.try_iter().take(LANE_BUDGET) {
-                shutdown |= matches!(cmd, ShardCommand::Shutdown);
-                core.handle_command(now, cmd);
-            }
-            let mut relayed = false;
-            for msg in media.try_iter().take(LANE_BUDGET) {
-                core.handle_media(now, msg);
-                relayed = true;
-            }
-            if relayed {
-                // Packets other shards passed on: out now, like a receive batch.
-                send_written(&mut core, &socket, &mut tx, &mut out, now);
-            }
-            if readable {
-                for _ in 0..RECV_BATCHES {
-                    match rx.recv(&socket) {
-                        Ok(n) => {
-                            let now = Instant::now();
-                            for i in 0..n {
-                                if let Some((source, data)) = rx.get(i) {
-                                    core.handle_receive(now, source, candidate_addr, data);
-                                }
-                            }
-                            // The batch's fan-out goes out before anything
-                            // else is done: forwarding latency stays one batch.
-                            send_written(&mut core, &socket, &mut tx, &mut out, now);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            readable = false;
-                            break;
-                        }
-                        // ICMP errors from earlier sends surface here; they are not fatal.
-                        Err(e) => debug!(shard = core.id(), "recv: {e}"),
-                    }
-                }
-            }
-            core.handle_timeout(Instant::now());
-            flush(&mut core, &socket, &mut tx, &mut out, None);
-            while let Some(out) = core.poll_output() {
-                match out {
-                    ShardOutput::Control(ev) => control.on_shard_event(ev),
-                    ShardOutput::Client(pid, ev) => control.deliver(pid, ev),
-                    ShardOutput::Media(shard, msg) => match peers[shard].media.try_send(msg) {
-                        Ok(()) => wake[shard] = true,
-                        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => core.stats.dropped_lane_full += 1,
-                    },
-                }
-            }
-            for (shard, w) in wake.iter_mut().enumerate() {
-                if std::mem::take(w) {
-                    let _ = peers[shard].waker.wake();
-                }
-            }
-            stats.publish(&core.stats);
-            if shutdown {
+            driver.readable |= events.iter().any(|e| e.token() == SOCKET);
+            if driver.turn(&mut core, &mut io) {
                 debug!(shard = core.id(), "shard stopped");
                 return;
             }

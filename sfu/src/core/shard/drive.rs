@@ -1,0 +1,200 @@
+//! Driving one participant's str0m `Rtc`: drain it until it asks for a
+//! timeout (str0m's contract after every mutation) and turn its events into
+//! work for the shard. Work that touches other participants is queued on the
+//! fabric, never done here, so one participant is borrowed at a time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::media::Mid;
+use str0m::rtp::ExtensionValues;
+use str0m::{Event, IceConnectionState, Output};
+use tracing::{debug, info, warn};
+
+use super::{Fabric, ShardOutput, Work};
+use crate::core::command::{ClientEvent, ErrorCode, MediaPacket, RoomData, ShardEvent, Signal, TrackInfo};
+use crate::core::demux::Slot;
+use crate::core::ids::{TrackId, TrackKind};
+use crate::core::participant::{self, Participant, Published, SignalOutcome};
+
+impl Fabric {
+    /// Drains `p` (in `slot`, generation `gen`) to its next `Output::Timeout`.
+    pub(super) fn drive(&mut self, p: &mut Participant, slot: Slot, gen: u32, now: Instant) {
+        loop {
+            match p.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    p.timeout = t;
+                    if p.scheduled.is_none_or(|s| t < s) {
+                        p.scheduled = Some(t);
+                        self.timers.schedule(t, slot, gen);
+                    }
+                    break;
+                }
+                Ok(Output::Transmit(t)) => self.transmits.push_back(t),
+                Ok(Output::Event(e)) => self.on_event(p, slot, e, now),
+                Err(e) => {
+                    warn!(participant = %p.id, room = %p.room, "rtc error: {e}");
+                    self.work.push_back(Work::Gone(slot));
+                    break;
+                }
+            }
+        }
+        if !p.rtc.is_alive() {
+            self.work.push_back(Work::Gone(slot));
+        }
+    }
+
+    /// A signalling message from `p`'s client.
+    pub(super) fn on_signal(&mut self, p: &mut Participant, signal: Signal) {
+        let pid = p.id;
+        match participant::handle_signal(p, signal) {
+            Err(ev) => self.outputs.push_back(ShardOutput::Client(pid, ev)),
+            Ok(SignalOutcome::None) | Ok(SignalOutcome::Answer(None)) => {}
+            Ok(SignalOutcome::Answer(Some(ev))) => self.outputs.push_back(ShardOutput::Client(pid, ev)),
+            Ok(SignalOutcome::Ready(slots)) => {
+                // Fresh legs start with a keyframe (if media already flows).
+                for &i in &slots {
+                    if let Some(t) = p.down[i].track.filter(|_| p.connected && p.down[i].kind == TrackKind::Video) {
+                        self.work.push_back(Work::Keyframe(t));
+                    }
+                }
+            }
+            Ok(SignalOutcome::Mute(mid, muted)) => {
+                let track = p.published.iter().find(|(m, _)| m.to_string() == mid).map(|(_, t)| t.track);
+                let out = match track {
+                    Some(track) => ShardOutput::Control(ShardEvent::TrackMuted { participant: pid, track, muted }),
+                    None => ShardOutput::Client(
+                        pid,
+                        ClientEvent::Error { code: ErrorCode::NotAllowed, message: format!("no published track on mid {mid}") },
+                    ),
+                };
+                self.outputs.push_back(out);
+            }
+        }
+    }
+
+    /// Handles one str0m event of participant `p` (in `slot`).
+    fn on_event(&mut self, p: &mut Participant, slot: Slot, e: Event, now: Instant) {
+        match e {
+            Event::Connected => {
+                p.connected = true;
+                info!(participant = %p.id, room = %p.room, "media connected");
+                // Packets before this were dropped: every ready video leg needs a keyframe.
+                for d in p.down.iter().filter(|d| d.ssrc.is_some() && d.kind == TrackKind::Video) {
+                    if let Some(t) = d.track {
+                        self.work.push_back(Work::Keyframe(t));
+                    }
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                info!(participant = %p.id, room = %p.room, "ice disconnected");
+                self.work.push_back(Work::Gone(slot));
+            }
+            Event::MediaAdded(m) if m.direction.is_receiving() && !p.down_by_mid.contains_key(&m.mid) => {
+                self.publish(p, slot, m.mid, m.kind.into());
+            }
+            Event::MediaChanged(m) if !p.down_by_mid.contains_key(&m.mid) => self.media_changed(p, slot, m.mid, m.direction.is_receiving()),
+            Event::RtpPacket(rtp) => {
+                self.stats.rtp_in += 1;
+                let Some(mid) = p.rtc.direct_api().stream_rx(&rtp.header.ssrc).map(|s| s.mid()) else { return };
+                let Some((track, codec)) = p.published_codec(mid, rtp.header.payload_type) else { return };
+                let pkt = MediaPacket {
+                    track,
+                    codec,
+                    seq_no: *rtp.seq_no,
+                    timestamp: rtp.header.timestamp,
+                    marker: rtp.header.marker,
+                    ext_vals: end_to_end_extensions(&rtp.header.ext_vals),
+                    payload: rtp.payload.into(),
+                    arrival: now,
+                };
+                self.work.push_back(Work::Forward { pkt: Arc::new(pkt), from_remote: false });
+            }
+            Event::KeyframeRequest(req) => {
+                self.stats.keyframe_requests_in += 1;
+                if let Some(track) = p.down_by_mid.get(&req.mid).and_then(|i| p.down[*i].track) {
+                    self.work.push_back(Work::Keyframe(track));
+                }
+            }
+            Event::ChannelOpen(cid, label) => {
+                debug!(participant = %p.id, room = %p.room, %label, "data channel open");
+                p.channel.get_or_insert(cid);
+            }
+            Event::ChannelData(d) => {
+                let payload = super::tag_data(&p.identity, p.id, d.binary, &d.data);
+                let msg = RoomData { room: p.room.clone(), from: p.id, binary: d.binary, payload };
+                self.work.push_back(Work::Data { msg: Arc::new(msg), from_remote: false });
+            }
+            Event::ChannelClose(cid) if p.channel == Some(cid) => p.channel = None,
+            // NACKs this client sent us (as a subscriber), cumulative per m-line.
+            Event::MediaEgressStats(s) => {
+                let seen = p.nacks_seen.entry(s.mid).or_default();
+                self.stats.nacks_received += s.nacks.saturating_sub(seen.0);
+                seen.0 = s.nacks;
+            }
+            // NACKs we sent this client (as a publisher).
+            Event::MediaIngressStats(s) => {
+                let seen = p.nacks_seen.entry(s.mid).or_default();
+                self.stats.nacks_sent += s.nacks.saturating_sub(seen.1);
+                seen.1 = s.nacks;
+            }
+            _ => {}
+        }
+    }
+
+    /// A client's m-line changed direction: it stopped or (re)started sending.
+    fn media_changed(&mut self, p: &mut Participant, slot: Slot, mid: Mid, receiving: bool) {
+        match p.published.get_mut(&mid) {
+            Some(pubd) if pubd.active && !receiving => {
+                pubd.active = false;
+                let track = pubd.track;
+                self.routes.clear_publisher(track);
+                self.outputs.push_back(ShardOutput::Control(ShardEvent::TrackUnpublished { participant: p.id, track }));
+            }
+            Some(pubd) if !pubd.active && receiving => {
+                let kind = pubd.kind;
+                p.published.remove(&mid);
+                self.publish(p, slot, mid, kind);
+            }
+            None if receiving => {
+                let kind = p.rtc.media(mid).map(|m| m.kind().into()).unwrap_or(TrackKind::Video);
+                self.publish(p, slot, mid, kind);
+            }
+            _ => {}
+        }
+    }
+
+    fn publish(&mut self, p: &mut Participant, slot: Slot, mid: Mid, kind: TrackKind) {
+        if !p.permissions.can_publish {
+            return;
+        }
+        let track = TrackId::new(self.id, self.next_track);
+        self.next_track += 1;
+        let source = p.source_of(mid, kind);
+        let codecs = p.negotiated_codecs(mid);
+        p.published.insert(mid, Published { track, kind, source, codecs, active: true });
+        self.routes.entry(track).publisher = Some((slot, mid));
+        info!(participant = %p.id, room = %p.room, %track, ?kind, source = source.as_str(), "track published");
+        let info = TrackInfo { track, participant: p.id, identity: p.identity.clone(), kind, source, muted: false };
+        self.outputs.push_back(ShardOutput::Control(ShardEvent::TrackPublished { track: info }));
+    }
+}
+
+/// The header extensions that describe the media itself and so travel to
+/// subscribers. The others (mid, rid, transport-cc, abs-send-time) belong to
+/// one leg: copying the publisher's mid would make the subscriber's browser
+/// demux the packet onto the wrong m-line.
+fn end_to_end_extensions(e: &ExtensionValues) -> ExtensionValues {
+    ExtensionValues {
+        audio_level: e.audio_level,
+        voice_activity: e.voice_activity,
+        video_orientation: e.video_orientation,
+        video_content_type: e.video_content_type,
+        abs_capture_time: e.abs_capture_time,
+        play_delay_min: e.play_delay_min,
+        play_delay_max: e.play_delay_max,
+        video_timing: e.video_timing,
+        frame_mark: e.frame_mark,
+        ..Default::default()
+    }
+}

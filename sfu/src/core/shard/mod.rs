@@ -1,0 +1,396 @@
+//! `ShardCore`: the participants of one shard, driven without I/O.
+//!
+//! Inputs are `handle_*` calls; outputs are drained with `poll_transmit`
+//! (datagrams for the socket), `poll_media` (messages for other shards) and
+//! `poll_output` (for the control plane and clients). Only participants that
+//! got input or whose deadline passed are driven: the timer heap names them,
+//! never a scan.
+//!
+//! The state is borrowed apart: [`Slots`] holds the participants, and the
+//! [`Fabric`] everything that connects them (routes, timers, queued work and
+//! outputs, counters), so driving one participant can touch the fabric
+//! without a second borrow of the arena.
+//!
+//! - `slots`: the arena of participants.
+//! - `drive`: driving one participant's str0m `Rtc` and reading its events.
+//! - `routes`: who receives each published track; keyframe windows.
+//! - `forward`: RTP onto subscriber legs, and releasing what was written.
+//! - `data`: data channel relay within a room.
+
+mod data;
+mod drive;
+mod forward;
+mod routes;
+mod slots;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::Input;
+use tracing::{debug, info};
+
+pub use self::data::tag_data;
+use self::routes::{KeyframeTarget, Routes};
+use self::slots::Slots;
+use super::command::{ClientEvent, JoinRequest, MediaMsg, MediaPacket, RoomData, ShardCommand, ShardEvent, TrackInfo};
+use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
+use super::ids::{ParticipantId, ShardId, TrackId};
+use super::participant::{self, Participant, CONNECT_TIMEOUT};
+use super::timer::Timers;
+pub use crate::stats::ShardStats;
+
+/// Data channel bytes we let queue towards one participant before dropping
+/// relayed messages for it: one slow receiver must not grow server memory.
+pub const MAX_DATA_BUFFERED: usize = 1 << 20;
+
+/// For the control plane and clients; never dropped (low rate).
+#[derive(Debug)]
+pub enum ShardOutput {
+    Control(ShardEvent),
+    Client(ParticipantId, ClientEvent),
+}
+
+/// Work that touches participants other than the one being drained.
+enum Work {
+    Forward { pkt: Arc<MediaPacket>, from_remote: bool },
+    Keyframe(TrackId),
+    Data { msg: Arc<RoomData>, from_remote: bool },
+    Gone(Slot),
+}
+
+/// Everything of a shard but its participants.
+struct Fabric {
+    id: ShardId,
+    next_track: u64,
+    timers: Timers,
+    routes: Routes,
+    /// This shard's members of each room (data relay).
+    rooms: HashMap<Arc<str>, Vec<Slot>>,
+    /// The other shards with members of each local room (from the directory).
+    room_shards: HashMap<Arc<str>, Vec<ShardId>>,
+    work: VecDeque<Work>,
+    transmits: VecDeque<Transmit>,
+    /// Legs with RTP written since their last drain, and when the first was.
+    written: Vec<Slot>,
+    written_at: Option<Instant>,
+    outputs: VecDeque<ShardOutput>,
+    media_out: VecDeque<(ShardId, MediaMsg)>,
+    stats: ShardStats,
+}
+
+pub struct ShardCore {
+    /// The address written into candidates (public IP + this shard's port).
+    candidate_addr: SocketAddr,
+    peers: Slots,
+    demux: Demux,
+    fabric: Fabric,
+}
+
+impl ShardCore {
+    pub fn new(id: ShardId, candidate_addr: SocketAddr) -> Self {
+        ShardCore {
+            candidate_addr,
+            peers: Slots::default(),
+            demux: Demux::default(),
+            fabric: Fabric {
+                id,
+                next_track: 1,
+                timers: Timers::default(),
+                routes: Routes::default(),
+                rooms: HashMap::new(),
+                room_shards: HashMap::new(),
+                work: VecDeque::new(),
+                transmits: VecDeque::new(),
+                written: Vec::new(),
+                written_at: None,
+                outputs: VecDeque::new(),
+                media_out: VecDeque::new(),
+                stats: ShardStats::default(),
+            },
+        }
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.fabric.id
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn stats(&self) -> &ShardStats {
+        &self.fabric.stats
+    }
+
+    pub fn stats_mut(&mut self) -> &mut ShardStats {
+        &mut self.fabric.stats
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.fabric.transmits.pop_front()
+    }
+
+    /// Media for another shard: hand it over right after the receive batch
+    /// that made it, like local fan-out.
+    pub fn poll_media(&mut self) -> Option<(ShardId, MediaMsg)> {
+        self.fabric.media_out.pop_front()
+    }
+
+    pub fn poll_output(&mut self) -> Option<ShardOutput> {
+        self.fabric.outputs.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let f = &self.fabric;
+        [f.timers.next(), f.routes.next_keyframe_due(), f.written_at].into_iter().flatten().min()
+    }
+
+    // ---- input -------------------------------------------------------------
+
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, buf: &[u8]) {
+        let stats = &mut self.fabric.stats;
+        stats.datagrams_in += 1;
+        stats.bytes_in += buf.len() as u64;
+        let slot = match self.demux.by_addr(&source) {
+            Some(s) => s,
+            None => match demux::stun_server_ufrag(buf).and_then(|u| self.demux.by_ufrag(u)) {
+                Some(s) => s,
+                None => {
+                    stats.dropped_unknown_source += 1;
+                    return;
+                }
+            },
+        };
+        let Ok(recv) = Receive::new(Protocol::Udp, source, destination, buf) else {
+            stats.dropped_unparseable += 1;
+            return;
+        };
+        let input = Input::Receive(now, recv);
+        let Some(p) = self.peers.get_mut(slot) else { return };
+        if !p.rtc.accepts(&input) {
+            stats.dropped_unknown_source += 1;
+            return;
+        }
+        if !p.addrs.contains(&source) && p.addrs.len() < MAX_ADDRS_PER_PEER {
+            // Verified by `accepts` (STUN integrity with our ufrag/password):
+            // a peer-reflexive address becomes a fast-path route.
+            p.addrs.push(source);
+            self.demux.insert_addr(source, slot);
+        }
+        if let Err(e) = p.rtc.handle_input(input) {
+            debug!(participant = %p.id, room = %p.room, "input refused: {e}");
+        }
+        self.drive(slot, now);
+        self.run_work(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.drain_written(now, usize::MAX);
+        while let Some((at, slot, gen)) = self.fabric.timers.pop_due(now) {
+            if self.peers.generation(slot) != gen {
+                continue;
+            }
+            let Some(p) = self.peers.get_mut(slot) else { continue };
+            if p.scheduled != Some(at) && p.offer_due.is_none_or(|d| d > now) {
+                continue; // a stale entry: the live one is elsewhere in the heap
+            }
+            if p.offer_due.is_some_and(|d| d <= now) {
+                p.offer_due = None;
+                self.offer_if_needed(slot);
+                self.drive(slot, now);
+                let Some(p) = self.peers.get_mut(slot) else { continue };
+                if p.scheduled.is_some_and(|s| s > now) {
+                    continue;
+                }
+            }
+            let Some(p) = self.peers.get_mut(slot) else { continue };
+            p.scheduled = None;
+            if p.timeout > now {
+                p.scheduled = Some(p.timeout);
+                self.fabric.timers.schedule(p.timeout, slot, gen);
+                continue;
+            }
+            if !p.connected && now >= p.joined_at + CONNECT_TIMEOUT {
+                info!(participant = %p.id, room = %p.room, "no media connection after {CONNECT_TIMEOUT:?}; dropping");
+                self.fabric.work.push_back(Work::Gone(slot));
+                continue;
+            }
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                debug!(participant = %p.id, "timeout input: {e}");
+            }
+            self.drive(slot, now);
+        }
+        while let Some(track) = self.fabric.routes.pop_due_keyframe(now) {
+            self.deliver_keyframe_request(track, now);
+        }
+        self.run_work(now);
+    }
+
+    pub fn handle_media(&mut self, now: Instant, msg: MediaMsg) {
+        let work = match msg {
+            MediaMsg::Rtp(pkt) => Work::Forward { pkt, from_remote: true },
+            MediaMsg::KeyframeRequest { track } => Work::Keyframe(track),
+            MediaMsg::Data(msg) => Work::Data { msg, from_remote: true },
+        };
+        self.fabric.work.push_back(work);
+        self.run_work(now);
+    }
+
+    pub fn handle_command(&mut self, now: Instant, cmd: ShardCommand) {
+        match cmd {
+            ShardCommand::AddParticipant { participant, request } => self.add(now, participant, request),
+            ShardCommand::RemoveParticipant { participant } => {
+                if let Some(slot) = self.peers.slot_of(participant) {
+                    self.remove(slot);
+                }
+            }
+            ShardCommand::Signal { participant, signal } => self.signal(now, participant, signal),
+            ShardCommand::Subscribe { subscriber, track, publisher_shard } => {
+                self.subscribe(now, subscriber, track, publisher_shard)
+            }
+            ShardCommand::Unsubscribe { subscriber, track } => {
+                if let Some(slot) = self.peers.slot_of(subscriber) {
+                    if let Some(p) = self.peers.get_mut(slot) {
+                        p.unsubscribe(track);
+                    }
+                    self.fabric.routes.remove_subscriber(track, slot);
+                }
+            }
+            ShardCommand::SetRemoteShards { track, shards } => {
+                self.fabric.routes.entry(track).remote_shards = shards;
+            }
+            ShardCommand::SetRoomShards { room, shards } => {
+                if shards.is_empty() {
+                    self.fabric.room_shards.remove(&room);
+                } else {
+                    self.fabric.room_shards.insert(room, shards);
+                }
+            }
+            ShardCommand::Shutdown => {
+                for slot in self.peers.occupied() {
+                    self.remove(slot);
+                }
+            }
+        }
+        self.run_work(now);
+    }
+
+    // ---- participants ------------------------------------------------------
+
+    fn add(&mut self, now: Instant, pid: ParticipantId, req: JoinRequest) {
+        let p = Participant::new(pid, req, self.candidate_addr, now);
+        info!(participant = %pid, room = %p.room, identity = %p.identity, shard = self.fabric.id, "participant added");
+        let (ufrag, room) = (p.ufrag.clone(), p.room.clone());
+        let slot = self.peers.insert(p);
+        self.demux.insert_ufrag(ufrag, slot);
+        self.fabric.rooms.entry(room).or_default().push(slot);
+        self.drive(slot, now);
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        let Some(mut p) = self.peers.remove(slot) else { return };
+        info!(participant = %p.id, room = %p.room, "participant removed");
+        p.rtc.disconnect();
+        self.demux.remove(&p.ufrag, &p.addrs);
+        let f = &mut self.fabric;
+        if let Some(members) = f.rooms.get_mut(&p.room) {
+            members.retain(|s| *s != slot);
+            if members.is_empty() {
+                f.rooms.remove(&p.room);
+                f.room_shards.remove(&p.room);
+            }
+        }
+        for published in p.published.values() {
+            f.routes.clear_publisher(published.track);
+        }
+        for t in p.down_by_track.keys() {
+            f.routes.remove_subscriber(*t, slot);
+        }
+        f.routes.prune();
+    }
+
+    fn signal(&mut self, now: Instant, pid: ParticipantId, signal: super::command::Signal) {
+        let Some(slot) = self.peers.slot_of(pid) else { return };
+        let Some(p) = self.peers.get_mut(slot) else { return };
+        self.fabric.on_signal(p, signal);
+        self.drive(slot, now);
+        self.offer_if_needed(slot);
+    }
+
+    fn subscribe(&mut self, now: Instant, subscriber: ParticipantId, track: TrackInfo, publisher_shard: ShardId) {
+        let Some(slot) = self.peers.slot_of(subscriber) else { return };
+        let gen = self.peers.generation(slot);
+        let Some(p) = self.peers.get_mut(slot) else { return };
+        let f = &mut self.fabric;
+        let id = track.track;
+        let is_video = track.kind == super::ids::TrackKind::Video;
+        let ready = p.subscribe(track).is_some();
+        f.routes.add_subscriber(id, slot, (publisher_shard != f.id).then_some(publisher_shard));
+        if ready && p.connected && is_video {
+            f.work.push_back(Work::Keyframe(id));
+        }
+        if p.offer_due.is_none() {
+            let due = now + participant::OFFER_BATCH;
+            p.offer_due = Some(due);
+            f.timers.schedule(due, slot, gen);
+        }
+    }
+
+    fn offer_if_needed(&mut self, slot: Slot) {
+        let Some(p) = self.peers.get_mut(slot) else { return };
+        if let Some(ev) = p.maybe_offer() {
+            self.fabric.outputs.push_back(ShardOutput::Client(p.id, ev));
+        }
+    }
+
+    /// Drains one participant (see [`Fabric::drive`]).
+    fn drive(&mut self, slot: Slot, now: Instant) {
+        let gen = self.peers.generation(slot);
+        if let Some(p) = self.peers.get_mut(slot) {
+            self.fabric.drive(p, slot, gen, now);
+        }
+    }
+
+    fn run_work(&mut self, now: Instant) {
+        while let Some(w) = self.fabric.work.pop_front() {
+            match w {
+                Work::Forward { pkt, from_remote } => self.forward(pkt, from_remote, now),
+                Work::Keyframe(track) => self.send_keyframe_request(track, now),
+                Work::Data { msg, from_remote } => self.relay_data(msg, from_remote, now),
+                Work::Gone(slot) => {
+                    if let Some(p) = self.peers.get(slot) {
+                        let participant = p.id;
+                        self.fabric.outputs.push_back(ShardOutput::Control(ShardEvent::ParticipantGone { participant }));
+                        self.remove(slot);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A subscriber wants a keyframe: merged per track when the publisher
+    /// is here, passed on to its shard otherwise.
+    fn send_keyframe_request(&mut self, track: TrackId, now: Instant) {
+        match self.fabric.routes.keyframe_request(track, now) {
+            KeyframeTarget::Local => self.deliver_keyframe_request(track, now),
+            KeyframeTarget::Remote(shard) => {
+                self.fabric.media_out.push_back((shard, MediaMsg::KeyframeRequest { track }))
+            }
+            KeyframeTarget::Merged | KeyframeTarget::None => {}
+        }
+    }
+
+    /// Queues a PLI on the local publisher's leg, past the throttle.
+    fn deliver_keyframe_request(&mut self, track: TrackId, now: Instant) {
+        let Some((slot, mid)) = self.fabric.routes.get(&track).and_then(|r| r.publisher) else { return };
+        self.fabric.stats.keyframe_requests += 1;
+        if let Some(p) = self.peers.get_mut(slot) {
+            p.request_keyframe(mid);
+            self.drive(slot, now);
+        }
+    }
+}

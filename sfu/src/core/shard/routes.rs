@@ -1,0 +1,120 @@
+//! Routes: per published track seen on this shard, who here receives it,
+//! which other shards need a copy, and where keyframe requests for it go.
+//! Merged keyframe requests wait in a heap for their window to end, so that
+//! neither the loop's deadline nor its timer work scans every route.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+use str0m::media::Mid;
+
+use crate::core::demux::Slot;
+use crate::core::ids::{ShardId, TrackId};
+use crate::core::keyframe::KeyframeThrottle;
+
+#[derive(Default)]
+pub struct Route {
+    pub subscribers: Vec<Slot>,
+    pub remote_shards: Vec<ShardId>,
+    /// Set when the publisher is on this shard.
+    pub publisher: Option<(Slot, Mid)>,
+    /// Shard of a remote publisher, to send keyframe requests to.
+    pub publisher_shard: Option<ShardId>,
+    keyframes: KeyframeThrottle,
+}
+
+/// Where a keyframe request for a track must go.
+pub enum KeyframeTarget {
+    /// The publisher is here: ask it now.
+    Local,
+    /// Merged into the current window; sent when it ends.
+    Merged,
+    /// The publisher is on another shard.
+    Remote(ShardId),
+    None,
+}
+
+#[derive(Default)]
+pub struct Routes {
+    by_track: FxHashMap<TrackId, Route>,
+    keyframes_due: BinaryHeap<Reverse<(Instant, TrackId)>>,
+}
+
+impl Routes {
+    pub fn get(&self, track: &TrackId) -> Option<&Route> {
+        self.by_track.get(track)
+    }
+
+    pub fn entry(&mut self, track: TrackId) -> &mut Route {
+        self.by_track.entry(track).or_default()
+    }
+
+    pub fn add_subscriber(&mut self, track: TrackId, slot: Slot, publisher_shard: Option<ShardId>) {
+        let r = self.entry(track);
+        if !r.subscribers.contains(&slot) {
+            r.subscribers.push(slot);
+        }
+        if publisher_shard.is_some() {
+            r.publisher_shard = publisher_shard;
+        }
+    }
+
+    pub fn remove_subscriber(&mut self, track: TrackId, slot: Slot) {
+        if let Some(r) = self.by_track.get_mut(&track) {
+            r.subscribers.retain(|s| *s != slot);
+        }
+    }
+
+    pub fn clear_publisher(&mut self, track: TrackId) {
+        if let Some(r) = self.by_track.get_mut(&track) {
+            r.publisher = None;
+        }
+    }
+
+    /// Drops routes nobody uses any more.
+    pub fn prune(&mut self) {
+        self.by_track.retain(|_, r| r.publisher.is_some() || !r.subscribers.is_empty() || !r.remote_shards.is_empty());
+    }
+
+    /// A subscriber asked for a keyframe of `track`: merged per track (see
+    /// [`KeyframeThrottle`]) when the publisher is here.
+    pub fn keyframe_request(&mut self, track: TrackId, now: Instant) -> KeyframeTarget {
+        let Some(route) = self.by_track.get_mut(&track) else { return KeyframeTarget::None };
+        match (route.publisher, route.publisher_shard) {
+            (Some(_), _) => {
+                let waiting = route.keyframes.due().is_some();
+                if route.keyframes.request(now) {
+                    return KeyframeTarget::Local;
+                }
+                if let (false, Some(due)) = (waiting, route.keyframes.due()) {
+                    self.keyframes_due.push(Reverse((due, track)));
+                }
+                KeyframeTarget::Merged
+            }
+            (None, Some(shard)) => KeyframeTarget::Remote(shard),
+            (None, None) => KeyframeTarget::None,
+        }
+    }
+
+    /// When the earliest merged request is due.
+    pub fn next_keyframe_due(&self) -> Option<Instant> {
+        self.keyframes_due.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// A track whose merged request is due at `now`, if any.
+    pub fn pop_due_keyframe(&mut self, now: Instant) -> Option<TrackId> {
+        while let Some(&Reverse((at, track))) = self.keyframes_due.peek() {
+            if at > now {
+                return None;
+            }
+            self.keyframes_due.pop();
+            // `poll` opens a new window; false for an entry already served.
+            if self.by_track.get_mut(&track).is_some_and(|r| r.keyframes.poll(now)) {
+                return Some(track);
+            }
+        }
+        None
+    }
+}
