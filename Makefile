@@ -2,9 +2,14 @@
 # Everything is built once, in the release profile (the browser tests run the
 # release binary, and sharing one profile halves a cold build).
 
-.PHONY: test test-deps test-rust test-browser run
+.PHONY: test test-deps test-lint test-rust test-browser run
 
-test: test-deps test-rust test-browser
+test: test-deps test-lint test-rust test-browser
+
+# Formatting and lints first: they fail in seconds, before the long build.
+test-lint:
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
 
 test-deps:
 	scripts/install-test-deps.sh

@@ -11,5 +11,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# The lint step's tools (shipped with rustup's default profile, added if not).
+for tool in fmt clippy; do
+  cargo "$tool" --version >/dev/null 2>&1 || rustup component add "$([ $tool = fmt ] && echo rustfmt || echo clippy)"
+done
 command -v node >/dev/null || { echo "node (20+) is required for the browser tests" >&2; exit 1; }
 echo "test dependencies present: $(chromium --version 2>/dev/null | head -1), node $(node --version)"

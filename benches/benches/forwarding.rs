@@ -98,7 +98,8 @@ fn raw_limit(c: &mut Criterion) {
                     copy.extend_from_slice(&buf[..len]);
                     let mut nonce = [0u8; 12];
                     nonce[4..].copy_from_slice(&counter.to_be_bytes());
-                    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&buf[..12]), copy).unwrap();
+                    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&buf[..12]), copy)
+                        .unwrap();
                 }
                 black_box(sendmmsg(&out, sink, &copies));
             })
@@ -116,7 +117,8 @@ fn sendmmsg(socket: &UdpSocket, to: std::net::SocketAddr, bufs: &[Vec<u8>]) -> u
         sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
         sin_zero: [0; 8],
     };
-    let mut iovs: Vec<libc::iovec> = bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }).collect();
+    let mut iovs: Vec<libc::iovec> =
+        bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }).collect();
     let mut msgs: Vec<libc::mmsghdr> = iovs
         .iter_mut()
         .map(|iov| {
@@ -132,7 +134,8 @@ fn sendmmsg(socket: &UdpSocket, to: std::net::SocketAddr, bufs: &[Vec<u8>]) -> u
     let mut sent = 0;
     for chunk in msgs.chunks_mut(1024) {
         // SAFETY: every header points at a live iovec, buffer and address for the call's duration.
-        let r = unsafe { libc::sendmmsg(socket.as_raw_fd(), chunk.as_mut_ptr(), chunk.len() as u32, libc::MSG_DONTWAIT) };
+        let r =
+            unsafe { libc::sendmmsg(socket.as_raw_fd(), chunk.as_mut_ptr(), chunk.len() as u32, libc::MSG_DONTWAIT) };
         sent += r.max(0) as usize;
     }
     sent

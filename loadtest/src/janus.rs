@@ -35,10 +35,12 @@ fn transaction() -> String {
 
 async fn post(http: &reqwest::Client, url: &str, mut body: Value) -> anyhow::Result<Value> {
     body["transaction"] = json!(transaction());
-    let v: Value = tokio::time::timeout(REQUEST_TIMEOUT, async { http.post(url).json(&body).send().await?.error_for_status()?.json().await })
-        .await
-        .with_context(|| format!("Janus did not answer {url} in time"))?
-        .with_context(|| format!("Janus request to {url}"))?;
+    let v: Value = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        http.post(url).json(&body).send().await?.error_for_status()?.json().await
+    })
+    .await
+    .with_context(|| format!("Janus did not answer {url} in time"))?
+    .with_context(|| format!("Janus request to {url}"))?;
     if v["janus"] == "error" {
         bail!("Janus refused {}: {}", body["janus"], v["error"]);
     }
@@ -111,7 +113,10 @@ pub async fn publisher(base: String, room: u64, display: String) -> anyhow::Resu
     h.message(json!({ "request": "join", "ptype": "publisher", "room": room, "display": display }), None).await?;
     // Our offer goes with the publish request.
     Ok(relay(h, |msg| match msg {
-        ToServer::Offer(sdp) => Some((json!({ "request": "publish", "audio": true, "video": true }), json!({ "type": "offer", "sdp": sdp }))),
+        ToServer::Offer(sdp) => Some((
+            json!({ "request": "publish", "audio": true, "video": true }),
+            json!({ "type": "offer", "sdp": sdp }),
+        )),
         _ => None,
     }))
 }
@@ -125,7 +130,12 @@ pub async fn subscriber(base: String, room: u64, own: String, feeds: usize) -> a
         let list = h.message(json!({ "request": "listparticipants", "room": room }), None).await?;
         let others: Vec<Value> = list["participants"]
             .as_array()
-            .map(|a| a.iter().filter(|p| p["publisher"] == true && p["display"] != own.as_str()).map(|p| json!({ "feed": p["id"] })).collect())
+            .map(|a| {
+                a.iter()
+                    .filter(|p| p["publisher"] == true && p["display"] != own.as_str())
+                    .map(|p| json!({ "feed": p["id"] }))
+                    .collect()
+            })
             .unwrap_or_default();
         if others.len() >= feeds {
             break others;

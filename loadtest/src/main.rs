@@ -134,7 +134,8 @@ fn main() -> anyhow::Result<()> {
     let report = rt.block_on(run(&cli, url, key))?;
     print!("{}", report.summary());
     if let Some(path) = &cli.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &cli.html {
         std::fs::write(path, report.html()).with_context(|| format!("writing {}", path.display()))?;
@@ -150,9 +151,14 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
     let probe = ServerProbe::new((cli.target == Target::Switchboard).then_some(base.as_str()), cli.server_pid)?;
     let before = probe.sample().await.with_context(|| format!("is the server running at {base}?"))?;
     let ws_scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-    let ws_url = format!("{ws_scheme}://{}{}", url.host_str().unwrap_or("127.0.0.1"), url.port().map(|p| format!(":{p}")).unwrap_or_default()) + "/ws";
+    let ws_url = format!(
+        "{ws_scheme}://{}{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    ) + "/ws";
 
-    let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() % 0xffff_ffff);
+    let run_id =
+        format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() % 0xffff_ffff);
     let plans = scenario::plan(cli.scenario, cli.peers, &run_id);
     let expected_streams: Vec<usize> = plans.iter().map(|p| scenario::expected_streams(&plans, p)).collect();
     let epoch = Instant::now();
@@ -168,7 +174,9 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
     if cli.target == Target::Janus {
         for plan in &plans {
             let next = janus_rooms.len() as u64;
-            janus_rooms.entry(plan.room.clone()).or_insert(u64::from_str_radix(&run_id, 16).unwrap_or(1) % 1_000_000 * 1000 + next + 1);
+            janus_rooms
+                .entry(plan.room.clone())
+                .or_insert(u64::from_str_radix(&run_id, 16).unwrap_or(1) % 1_000_000 * 1000 + next + 1);
         }
         for id in janus_rooms.values() {
             janus::create_room(&base, *id, cli.peers).await?;
@@ -189,10 +197,14 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
                 if plan.audio || plan.video {
                     parts.push((plan.clone(), Box::pin(janus::publisher(base.clone(), room, plan.identity.clone()))));
                 }
-                let feeds = plans.iter().filter(|p| p.room == plan.room && p.id != plan.id && (p.audio || p.video)).count();
+                let feeds =
+                    plans.iter().filter(|p| p.room == plan.room && p.id != plan.id && (p.audio || p.video)).count();
                 if feeds > 0 {
                     let receive_only = PeerPlan { audio: false, video: false, ..plan.clone() };
-                    parts.push((receive_only, Box::pin(janus::subscriber(base.clone(), room, plan.identity.clone(), feeds))));
+                    parts.push((
+                        receive_only,
+                        Box::pin(janus::subscriber(base.clone(), room, plan.identity.clone(), feeds)),
+                    ));
                 }
                 parts
             }
@@ -219,7 +231,10 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
 
     // Once a second: the time series, the progress line, the steady-state window.
     let bar = ProgressBar::new(u64::from(cli.peers));
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} [{bar:30}] {pos}/{len} connected  {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} [{bar:30}] {pos}/{len} connected  {msg}")
+            .expect("valid template"),
+    );
     let mut series = Vec::new();
     let (mut last_sent, mut last_rx, mut last_cpu) = (0u64, 0u64, before.cpu_seconds);
     let mut window: (Option<ServerSample>, Option<ServerSample>) = (None, None);
@@ -274,7 +289,11 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
         results.extend(merged);
     }
     bar.finish_and_clear();
-    let after = probe.sample().await.ok().map(|s| ServerSample { peers_received: live.received.load(Ordering::Relaxed) as f64, ..s });
+    let after = probe
+        .sample()
+        .await
+        .ok()
+        .map(|s| ServerSample { peers_received: live.received.load(Ordering::Relaxed) as f64, ..s });
     Ok(build_report(cli, &base, results, &expected_streams, before, after, window, rss_max, series))
 }
 
@@ -293,7 +312,8 @@ fn build_report(
     let mut latency = latency_histogram();
     let mut joins = latency_histogram();
     let mut subscribers = Vec::new();
-    let (mut received, mut expected, mut duplicates, mut reordered, mut jitter_sum, mut jitter_n) = (0, 0, 0, 0, 0.0, 0usize);
+    let (mut received, mut expected, mut duplicates, mut reordered, mut jitter_sum, mut jitter_n) =
+        (0, 0, 0, 0, 0.0, 0usize);
     let mut failed = Vec::new();
     for (r, &want) in results.iter().zip(expected_streams) {
         let _ = latency.add(&r.rx.latency_us);
@@ -313,7 +333,11 @@ fn build_report(
         }
         if want > 0 {
             // A stream that never arrived counts as nothing delivered.
-            let delivery = if r.rx.streams.len() < want || r.rx.expected() == 0 { 0.0 } else { r.rx.unique() as f64 / r.rx.expected() as f64 };
+            let delivery = if r.rx.streams.len() < want || r.rx.expected() == 0 {
+                0.0
+            } else {
+                r.rx.unique() as f64 / r.rx.expected() as f64
+            };
             subscribers.push(SubscriberReport {
                 identity: r.identity.clone(),
                 streams: r.rx.streams.len(),

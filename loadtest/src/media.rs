@@ -94,7 +94,13 @@ impl VideoSource {
         // Bytes per period spread so that one key frame plus the deltas meet the bitrate.
         let period_bytes = bitrate_bps / 8 * frames_per_key / fps;
         let delta_bytes = (period_bytes as usize / (frames_per_key as usize - 1 + KEYFRAME_WEIGHT)).max(PROBE_LEN + 16);
-        VideoSource { delta_bytes, frame_interval: Duration::from_secs_f64(1.0 / fps as f64), frames: 0, frames_per_key, key_requested: true }
+        VideoSource {
+            delta_bytes,
+            frame_interval: Duration::from_secs_f64(1.0 / fps as f64),
+            frames: 0,
+            frames_per_key,
+            key_requested: true,
+        }
     }
 
     /// The next frame is a key frame (a subscriber asked).

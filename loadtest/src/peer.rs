@@ -3,8 +3,8 @@
 //! receives. Signalling (switchboard's WebSocket or Janus' HTTP API) comes in
 //! through a [`Signaller`]. One tokio task per peer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -118,11 +118,22 @@ struct Peer {
     keyframe_wanted: bool,
 }
 
-async fn session(plan: &PeerPlan, cfg: &PeerConfig, signaller: Signaller, result: &mut PeerResult, started: Instant) -> anyhow::Result<()> {
+async fn session(
+    plan: &PeerPlan,
+    cfg: &PeerConfig,
+    signaller: Signaller,
+    result: &mut PeerResult,
+    started: Instant,
+) -> anyhow::Result<()> {
     let Signaller { to_server, mut from_server } = signaller;
     let socket = UdpSocket::bind((cfg.bind_ip, 0)).await?;
     let local = socket.local_addr()?;
-    let mut rtc = RtcConfig::new().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true).build(Instant::now());
+    let mut rtc = RtcConfig::new()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
     let mut api = rtc.sdp_api();
     let audio_mid = plan.audio.then(|| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
@@ -137,11 +148,20 @@ async fn session(plan: &PeerPlan, cfg: &PeerConfig, signaller: Signaller, result
         }
         None => None, // receive-only: the server offers
     };
-    let pt = |rtc: &Rtc, codec: Codec| rtc.codec_config().params().iter().find(|p| p.spec().codec == codec).map(|p| p.pt());
+    let pt =
+        |rtc: &Rtc, codec: Codec| rtc.codec_config().params().iter().find(|p| p.spec().codec == codec).map(|p| p.pt());
     let audio = audio_mid.and_then(|m| pt(&rtc, Codec::Opus).map(|p| (m, p)));
     let video = video_mid.and_then(|m| pt(&rtc, Codec::Vp8).map(|p| (m, p)));
-    let mut peer =
-        Peer { rtc, socket, pending, audio, video, connected: false, next_timeout: Instant::now(), keyframe_wanted: false };
+    let mut peer = Peer {
+        rtc,
+        socket,
+        pending,
+        audio,
+        video,
+        connected: false,
+        next_timeout: Instant::now(),
+        keyframe_wanted: false,
+    };
 
     let mut audio_tick = tokio::time::interval(media::AUDIO_INTERVAL);
     audio_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -254,7 +274,8 @@ impl Pacer {
         let p = self.queue.pop_front()?;
         if self.rate > 0.0 {
             let bits = (p.payload.len() * 8) as f64;
-            self.next = self.next.max(now.checked_sub(PACER_SLACK).unwrap_or(now)) + Duration::from_secs_f64(bits / self.rate);
+            self.next =
+                self.next.max(now.checked_sub(PACER_SLACK).unwrap_or(now)) + Duration::from_secs_f64(bits / self.rate);
         }
         Some(p)
     }

@@ -142,10 +142,24 @@ impl Report {
         let mut s = String::new();
         let l = &self.latency_us;
         let _ = writeln!(s, "load test: {} → {}", scenario_name(self.scenario), self.target);
-        let _ = writeln!(s, "  peers            {} ({} connected, {} failed), {:.1} s, video {} kb/s at {} fps, {}", self.peers, self.connected, self.failed.len(), self.duration_s, self.video_kbps, self.fps, if self.pacing > 0.0 { format!("paced at {}x", self.pacing) } else { "frames in bursts".into() });
+        let _ = writeln!(
+            s,
+            "  peers            {} ({} connected, {} failed), {:.1} s, video {} kb/s at {} fps, {}",
+            self.peers,
+            self.connected,
+            self.failed.len(),
+            self.duration_s,
+            self.video_kbps,
+            self.fps,
+            if self.pacing > 0.0 { format!("paced at {}x", self.pacing) } else { "frames in bursts".into() }
+        );
         let j = &self.join_to_media_ms;
         let _ = writeln!(s, "  join → media     p50 {:.0} ms  p95 {:.0} ms  max {:.0} ms", j.p50, j.p95, j.max);
-        let _ = writeln!(s, "  packets          sent {}  received {}  expected {}", self.sent_packets, self.received_packets, self.expected_packets);
+        let _ = writeln!(
+            s,
+            "  packets          sent {}  received {}  expected {}",
+            self.sent_packets, self.received_packets, self.expected_packets
+        );
         let _ = writeln!(
             s,
             "  delivery         {:.2}% overall, worst subscriber {:.2}%, {} duplicates, {} reordered",
@@ -154,7 +168,11 @@ impl Report {
             self.duplicates,
             self.reordered
         );
-        let _ = writeln!(s, "  latency (µs)     p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}  (jitter {:.0} µs)", l.p50, l.p95, l.p99, l.max, self.jitter_us_mean);
+        let _ = writeln!(
+            s,
+            "  latency (µs)     p50 {:.0}  p95 {:.0}  p99 {:.0}  max {:.0}  (jitter {:.0} µs)",
+            l.p50, l.p95, l.p99, l.max, self.jitter_us_mean
+        );
         if let Some(d) = self.server.as_ref().and_then(|s| s.forwarding_delay_us.as_ref()) {
             let _ = writeln!(s, "  inside server    p50 ≤ {:.0} µs  p99 ≤ {:.0} µs  mean {:.0} µs (its histogram: recvmmsg → sendmmsg returned)", d.p50, d.p99, d.mean);
         }
@@ -177,7 +195,8 @@ impl Report {
 
     pub fn html(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default().replace("</", "<\\/");
-        let hist: Vec<(String, f64)> = self.latency_histogram.iter().filter(|b| b.count > 0).map(|b| (fmt_us(b.le_us), b.count as f64)).collect();
+        let hist: Vec<(String, f64)> =
+            self.latency_histogram.iter().filter(|b| b.count > 0).map(|b| (fmt_us(b.le_us), b.count as f64)).collect();
         let rx: Vec<(f64, f64)> = self.series.iter().map(|p| (p.t, p.received_pps)).collect();
         let tx: Vec<(f64, f64)> = self.series.iter().map(|p| (p.t, p.sent_pps)).collect();
         let cpu: Vec<(f64, f64)> = self.series.iter().filter_map(|p| Some((p.t, p.server_cpu_pct?))).collect();
@@ -242,8 +261,21 @@ fn bars_svg(bars: &[(String, f64)]) -> String {
     for (i, (label, v)) in bars.iter().enumerate() {
         let h = (H - 2.0 * PAD) * v / max;
         let x = PAD + i as f64 * bw;
-        let _ = write!(s, r#"<rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>≤ {label}: {v}</title></rect>"#, x + 2.0, H - PAD - h, (bw - 4.0).max(1.0), h);
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">≤{}</text>"#, x + bw / 2.0, H - PAD + 14.0, escape(label));
+        let _ = write!(
+            s,
+            r#"<rect class="bar" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}"><title>≤ {label}: {v}</title></rect>"#,
+            x + 2.0,
+            H - PAD - h,
+            (bw - 4.0).max(1.0),
+            h
+        );
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">≤{}</text>"#,
+            x + bw / 2.0,
+            H - PAD + 14.0,
+            escape(label)
+        );
     }
     let _ = write!(s, r#"<text x="{PAD}" y="{:.1}">{max:.0}</text></svg>"#, PAD - 8.0);
     s
@@ -260,7 +292,9 @@ fn lines_svg(series: &[(&Vec<(f64, f64)>, &str)]) -> String {
         }
         let d: Vec<String> = points
             .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", PAD + (W - 2.0 * PAD) * x / xmax, H - PAD - (H - 2.0 * PAD) * y / ymax))
+            .map(|(x, y)| {
+                format!("{:.1},{:.1}", PAD + (W - 2.0 * PAD) * x / xmax, H - PAD - (H - 2.0 * PAD) * y / ymax)
+            })
             .collect();
         let _ = write!(s, r#"<polyline class="line {class}" points="{}"/>"#, d.join(" "));
     }

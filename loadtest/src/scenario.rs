@@ -36,11 +36,7 @@ pub fn plan(scenario: Scenario, peers: u32, run_id: &str) -> Vec<PeerPlan> {
 /// Streams each peer should receive (publishers of its room but itself,
 /// times their kinds), to tell a silent leg from a quiet room.
 pub fn expected_streams(plans: &[PeerPlan], me: &PeerPlan) -> usize {
-    plans
-        .iter()
-        .filter(|p| p.room == me.room && p.id != me.id)
-        .map(|p| p.audio as usize + p.video as usize)
-        .sum()
+    plans.iter().filter(|p| p.room == me.room && p.id != me.id).map(|p| p.audio as usize + p.video as usize).sum()
 }
 
 #[cfg(test)]

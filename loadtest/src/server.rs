@@ -42,7 +42,10 @@ pub struct ServerProbe {
 impl ServerProbe {
     /// `metrics_base`: switchboard's HTTP address; `None` for other servers.
     pub fn new(metrics_base: Option<&str>, pid: Option<u32>) -> anyhow::Result<Self> {
-        anyhow::ensure!(metrics_base.is_some() || pid.is_some(), "without /metrics, --server-pid is needed to measure the server");
+        anyhow::ensure!(
+            metrics_base.is_some() || pid.is_some(),
+            "without /metrics, --server-pid is needed to measure the server"
+        );
         let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
         Ok(ServerProbe { metrics_url: metrics_base.map(|b| format!("{b}/metrics")), pid, http })
     }
@@ -122,7 +125,8 @@ pub fn delay_quantile(from: &[(u64, f64)], to: &[(u64, f64)], total: f64, q: f64
 
 /// CPU seconds (user + system) and resident bytes of a process.
 fn proc_stat(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat.rsplit_once(") ").context("malformed stat")?.1.split(' ').collect();
     let ticks = 100.0; // USER_HZ on Linux
     let cpu = (fields[11].parse::<f64>()? + fields[12].parse::<f64>()?) / ticks;

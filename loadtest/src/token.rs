@@ -19,7 +19,8 @@ impl ApiKey {
         struct KeysFile {
             keys: std::collections::BTreeMap<String, String>,
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading API keys from {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading API keys from {}", path.display()))?;
         let file: KeysFile = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let (key, secret) = file.keys.into_iter().next().with_context(|| format!("{} has no keys", path.display()))?;
         Ok(ApiKey { key, secret })

@@ -28,16 +28,16 @@
 //! Network input never panics; an `expect` names the invariant it relies on.
 
 pub mod core;
+pub mod error;
 pub mod io;
 pub mod runtime;
 pub mod stats;
 #[cfg(feature = "testbed")]
 pub mod testbed;
 
-pub use crate::core::command::{
-    ClientEvent, ErrorCode, JoinRequest, MidInfo, ParticipantInfo, Permissions, Signal, TrackInfo,
-};
+pub use crate::core::command::{ClientEvent, JoinRequest, MidInfo, ParticipantInfo, Permissions, Signal, TrackInfo};
 pub use crate::core::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
 pub use crate::core::placement::DEFAULT_SPILL_AT;
 pub use crate::core::rooms::Joined;
+pub use crate::error::ErrorCode;
 pub use runtime::{EventSink, Sfu, SfuConfig};

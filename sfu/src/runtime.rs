@@ -20,12 +20,12 @@ use crossbeam_channel::Receiver;
 use tracing::info;
 
 use crate::core::command::{ClientEvent, JoinRequest, ShardCommand, ShardEvent, Signal};
-use crate::core::placement::DEFAULT_SPILL_AT;
 use crate::core::ids::{ParticipantId, ShardId};
+use crate::core::placement::DEFAULT_SPILL_AT;
 use crate::core::rooms::{ControlOutput, Joined, Rooms};
 use crate::core::shard::{ShardCore, ShardOutput};
-use crate::stats::{ShardStats, SharedStats};
 use crate::io::worker::{self, ShardHandle, Worker};
+use crate::stats::{ShardStats, SharedStats};
 
 /// Where signalling delivers events for one participant's connection.
 pub trait EventSink: Send + Sync + 'static {
@@ -132,9 +132,8 @@ impl Sfu {
         let mut sockets = Vec::with_capacity(n);
         for i in 0..n {
             let port = if config.udp_port == 0 { 0 } else { config.udp_port + i as u16 };
-            let s = UdpSocket::bind((config.udp_bind, port)).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("binding UDP {}:{port}: {e}", config.udp_bind))
-            })?;
+            let s = UdpSocket::bind((config.udp_bind, port))
+                .map_err(|e| std::io::Error::new(e.kind(), format!("binding UDP {}:{port}: {e}", config.udp_bind)))?;
             sockets.push(s);
         }
         let mut handles = Vec::with_capacity(n);

@@ -6,7 +6,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (seconds) of the forwarding-delay buckets; one more for +Inf.
-pub const DELAY_BUCKETS: [f64; 12] = [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
+pub const DELAY_BUCKETS: [f64; 12] =
+    [25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3];
 
 /// How long forwarded packets spent inside the shard: from the receive batch
 /// that brought them until the send call that took them returned. Every

@@ -200,12 +200,23 @@ impl Bed {
         self.join_as(room, identity, &[], Permissions { can_publish: false, can_subscribe: true })
     }
 
-    fn join_as(&mut self, room: &str, identity: &str, publish: &[MediaKind], permissions: Permissions) -> ParticipantId {
+    fn join_as(
+        &mut self,
+        room: &str,
+        identity: &str,
+        publish: &[MediaKind],
+        permissions: Permissions,
+    ) -> ParticipantId {
         let pid = ParticipantId(self.next_pid);
         self.next_pid += 1;
         self.next_port += 1;
         let addr = SocketAddr::from(([1, 1, 1, 1], self.next_port));
-        let mut rtc = RtcConfig::new().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_vp8(true).build(self.now);
+        let mut rtc = RtcConfig::new()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let req = JoinRequest { room: room.into(), identity: identity.into(), permissions };
         let mut out = Vec::new();

@@ -29,7 +29,8 @@ fn connected_room(shards: usize, names: &[&str]) -> (Bed, Vec<sfu::ParticipantId
 
 fn publish_and_check(shards: usize, names: &[&str], kinds: &[MediaKind]) {
     let mut bed = spread(shards);
-    let pids: Vec<_> = names.iter().enumerate().map(|(i, n)| bed.join("r", n, if i == 0 { kinds } else { &[] })).collect();
+    let pids: Vec<_> =
+        names.iter().enumerate().map(|(i, n)| bed.join("r", n, if i == 0 { kinds } else { &[] })).collect();
     bed.run(Duration::from_secs(2));
     let publisher = pids[0];
     let tag_of = |k: MediaKind| if k == MediaKind::Audio { "a" } else { "v" };
@@ -45,7 +46,11 @@ fn publish_and_check(shards: usize, names: &[&str], kinds: &[MediaKind]) {
         let got: Vec<&Vec<u8>> = c.rtp.iter().map(|r| &r.payload).collect();
         for n in 0..50 {
             for k in kinds {
-                assert!(got.contains(&&payload(tag_of(*k), n)), "{} got {k:?} packet {n} ({shards} shards)", c.identity);
+                assert!(
+                    got.contains(&&payload(tag_of(*k), n)),
+                    "{} got {k:?} packet {n} ({shards} shards)",
+                    c.identity
+                );
             }
         }
     }
@@ -89,8 +94,11 @@ fn sequence_numbers_continue_across_publisher_rejoin() {
         bed.run(Duration::from_millis(30));
     }
     let c = bed.client(sub);
-    let video: Vec<&sfu::testbed::Received> =
-        c.rtp.iter().filter(|r| tag(&r.payload).starts_with(b"first") || tag(&r.payload).starts_with(b"second")).collect();
+    let video: Vec<&sfu::testbed::Received> = c
+        .rtp
+        .iter()
+        .filter(|r| tag(&r.payload).starts_with(b"first") || tag(&r.payload).starts_with(b"second"))
+        .collect();
     assert_eq!(video.len(), 40, "all packets of both sessions arrived");
     assert!(video.iter().all(|r| r.mid == video[0].mid), "the rejoin reused the same m-line");
     for w in video.windows(2) {
@@ -137,7 +145,10 @@ fn new_subscriber_triggers_a_keyframe_request() {
     let before = bed.client(publisher).keyframe_requests;
     bed.join("r", "late", AV);
     bed.run(Duration::from_secs(1));
-    assert!(bed.client(publisher).keyframe_requests > before, "a keyframe was requested within a second of subscribing");
+    assert!(
+        bed.client(publisher).keyframe_requests > before,
+        "a keyframe was requested within a second of subscribing"
+    );
 }
 
 #[test]
@@ -187,7 +198,9 @@ fn vanished_peer_is_removed_and_others_are_told() {
     // The client stops answering entirely: no more packets from it.
     bed.clients.get_mut(&pids[1]).unwrap().gone = true;
     bed.run(Duration::from_secs(40));
-    assert!(bed.client(pids[0]).has_event(|e| matches!(e, ClientEvent::ParticipantLeft { identity, .. } if &**identity == "vanishes")));
+    assert!(bed
+        .client(pids[0])
+        .has_event(|e| matches!(e, ClientEvent::ParticipantLeft { identity, .. } if &**identity == "vanishes")));
     assert_eq!(bed.shards[0].participant_count(), 1);
 }
 
@@ -248,7 +261,10 @@ fn crossing_offers_resolve_without_failing_the_session() {
         let c = bed.clients.get_mut(&a).unwrap();
         let mut api = c.rtc.direct_api();
         let tx = api.stream_tx_by_mid(mid, None).expect("new track's send stream");
-        tx.write_rtp(str0m::rtp::RtpWrite::new(pt, (n + 1).into(), n as u32 * 3000, now, payload("screen", n as usize)).marker(true));
+        tx.write_rtp(
+            str0m::rtp::RtpWrite::new(pt, (n + 1).into(), n as u32 * 3000, now, payload("screen", n as usize))
+                .marker(true),
+        );
         bed.run(Duration::from_millis(30));
     }
     bed.run(Duration::from_millis(300));
@@ -294,10 +310,18 @@ fn a_viewer_gets_media_without_transport_cc() {
         .collect();
     assert!(!offers.is_empty() && offers.iter().all(|sdp| sdp.contains("m=video")), "the viewer was offered the video");
     for sdp in &offers {
-        assert!(!sdp.contains("transport-wide-cc") && !sdp.contains("abs-send-time"), "no BWE extensions offered to a viewer:\n{sdp}");
+        assert!(
+            !sdp.contains("transport-wide-cc") && !sdp.contains("abs-send-time"),
+            "no BWE extensions offered to a viewer:\n{sdp}"
+        );
     }
-    assert!(bed.client(publisher).events.iter().any(|e| matches!(e, ClientEvent::Answer { sdp } if sdp.contains("transport-wide-cc"))),
-        "a publisher keeps transport-cc for its browser's bandwidth estimation");
+    assert!(
+        bed.client(publisher)
+            .events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Answer { sdp } if sdp.contains("transport-wide-cc"))),
+        "a publisher keeps transport-cc for its browser's bandwidth estimation"
+    );
 
     // After a few packets the viewer's link loses one video packet (Opus is
     // not retransmitted, so audio starts after the loss).
@@ -327,8 +351,9 @@ fn a_viewer_gets_media_without_transport_cc() {
 #[test]
 fn a_two_party_room_stays_on_one_shard() {
     let mut bed = Bed::new(2);
-    let rooms: Vec<(sfu::ParticipantId, sfu::ParticipantId)> =
-        (0..4).map(|r| (bed.join(&format!("call{r}"), "agent", AV), bed.join(&format!("call{r}"), "customer", AV))).collect();
+    let rooms: Vec<(sfu::ParticipantId, sfu::ParticipantId)> = (0..4)
+        .map(|r| (bed.join(&format!("call{r}"), "agent", AV), bed.join(&format!("call{r}"), "customer", AV)))
+        .collect();
     bed.run(Duration::from_secs(2));
     for (a, b) in &rooms {
         assert_eq!(bed.client(*a).shard, bed.client(*b).shard, "both sides of a call on one shard");
@@ -375,7 +400,11 @@ fn a_room_past_its_share_spills_and_still_reaches_everyone() {
     bed.send_data(pids[2], "from the spill shard");
     bed.run(Duration::from_millis(500));
     for p in &pids[1..] {
-        assert!(bed.client(*p).rtp.iter().any(|r| r.payload == payload("v", 9)), "video reached {}", bed.client(*p).identity);
+        assert!(
+            bed.client(*p).rtp.iter().any(|r| r.payload == payload("v", 9)),
+            "video reached {}",
+            bed.client(*p).identity
+        );
     }
     for p in &pids[..2] {
         assert!(bed.client(*p).data.iter().any(|(_, d)| String::from_utf8_lossy(d).contains("from the spill shard")));

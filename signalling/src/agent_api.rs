@@ -2,6 +2,7 @@
 //! WebSocket), accepting, inviting, joining when invited, and history. Every
 //! endpoint but sign-in needs a [`SignedInAgent`].
 
+use sfu::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,14 +42,17 @@ pub async fn login(
     let ok = tokio::task::spawn_blocking(move || agents::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some(agent) = agent.filter(|_| ok) else {
         tracing::info!(ip = %peer.ip(), "agent sign-in failed");
-        return Err(ApiError(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong email or password".into()));
+        return Err(ApiError(StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, "wrong email or password".into()));
     };
     let token = state.keys.sign_session(agent.id, &agent.email, agents::SESSION_TTL).map_err(|e| {
         tracing::error!("signing a session: {e}");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "token_error", "could not sign you in".into())
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::TokenError, "could not sign you in".into())
     })?;
     tracing::info!(agent = %agent.email, "agent signed in");
-    Ok((jar.add(agents::session_cookie(token, state.secure_cookies)), Json(serde_json::json!({ "email": agent.email }))))
+    Ok((
+        jar.add(agents::session_cookie(token, state.secure_cookies)),
+        Json(serde_json::json!({ "email": agent.email })),
+    ))
 }
 
 pub async fn logout(jar: CookieJar) -> impl IntoResponse {
@@ -77,7 +81,11 @@ fn pass_json(pass: &RoomPass) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "call": view(&pass.call), "room": pass.call.room, "token": pass.token }))
 }
 
-pub async fn accept(State(state): State<Arc<AppState>>, agent: SignedInAgent, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn accept(
+    State(state): State<Arc<AppState>>,
+    agent: SignedInAgent,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(pass_json(&state.calls.accept(&id, agent.id, &agent.email).await?))
 }
 
@@ -96,7 +104,11 @@ pub async fn invite(
     Ok(Json(serde_json::json!({ "invited": body.email })))
 }
 
-pub async fn join(State(state): State<Arc<AppState>>, agent: SignedInAgent, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+pub async fn join(
+    State(state): State<Arc<AppState>>,
+    agent: SignedInAgent,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     Ok(pass_json(&state.calls.join_invited(&id, agent.id, &agent.email).await?))
 }
 
@@ -110,14 +122,21 @@ pub async fn queue(State(state): State<Arc<AppState>>, _agent: SignedInAgent) ->
     Ok(Json(serde_json::json!({ "calls": calls.iter().map(view).collect::<Vec<_>>() })))
 }
 
-pub async fn list_agents(State(state): State<Arc<AppState>>, _agent: SignedInAgent) -> Result<impl IntoResponse, ApiError> {
+pub async fn list_agents(
+    State(state): State<Arc<AppState>>,
+    _agent: SignedInAgent,
+) -> Result<impl IntoResponse, ApiError> {
     let agents = state.calls.store.agents().await?;
     Ok(Json(serde_json::json!({ "agents": agents })))
 }
 
 /// The console's live feed: the whole queue now and after every change, and
 /// invitations addressed to this agent.
-pub async fn console(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>, agent: SignedInAgent) -> impl IntoResponse {
+pub async fn console(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    agent: SignedInAgent,
+) -> impl IntoResponse {
     ws.on_upgrade(move |socket| feed(socket, state, agent))
 }
 

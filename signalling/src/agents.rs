@@ -5,6 +5,7 @@
 //! endpoints take JSON bodies only (a cross-site form cannot send one), and a
 //! present `Origin` header must match `Host`.
 
+use sfu::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +25,9 @@ use crate::AppState;
 pub const SESSION_COOKIE: &str = "sb_session";
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("hashing: {e}"))
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -41,12 +42,8 @@ pub fn dummy_hash() -> &'static str {
 }
 
 pub fn session_cookie(token: String, secure: bool) -> Cookie<'static> {
-    Cookie::build((SESSION_COOKIE, token))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(secure)
-        .path("/")
-        .build() // a browser-session cookie; the token inside expires after SESSION_TTL
+    Cookie::build((SESSION_COOKIE, token)).http_only(true).same_site(SameSite::Strict).secure(secure).path("/").build()
+    // a browser-session cookie; the token inside expires after SESSION_TTL
 }
 
 pub fn cleared_cookie() -> Cookie<'static> {
@@ -54,7 +51,7 @@ pub fn cleared_cookie() -> Cookie<'static> {
 }
 
 /// A JSON error body with a stable code: `{"error": code, "message": ...}`.
-pub struct ApiError(pub StatusCode, pub &'static str, pub String);
+pub struct ApiError(pub StatusCode, pub ErrorCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -65,7 +62,11 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         tracing::error!("database: {e}");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", "the records could not be read or written".into())
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::StorageError,
+            "the records could not be read or written".into(),
+        )
     }
 }
 
@@ -80,14 +81,17 @@ impl FromRequestParts<Arc<AppState>> for SignedInAgent {
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         if parts.method != Method::GET && !same_origin(parts) {
-            return Err(ApiError(StatusCode::FORBIDDEN, "cross_origin", "cross-site requests are refused".into()));
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                ErrorCode::CrossOrigin,
+                "cross-site requests are refused".into(),
+            ));
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let token = jar.get(SESSION_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
-        let session = state
-            .keys
-            .verify_session(&token)
-            .map_err(|_| ApiError(StatusCode::UNAUTHORIZED, "not_signed_in", "sign in as an agent first".into()))?;
+        let session = state.keys.verify_session(&token).map_err(|_| {
+            ApiError(StatusCode::UNAUTHORIZED, ErrorCode::NotSignedIn, "sign in as an agent first".into())
+        })?;
         Ok(SignedInAgent { id: session.sub, email: session.email })
     }
 }

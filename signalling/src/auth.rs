@@ -2,6 +2,7 @@
 //! in the shape LiveKit users know (`iss` = API key, `sub` = identity,
 //! `video.room`, `video.roomJoin`, `video.canPublish`, `video.canSubscribe`).
 
+use sfu::ErrorCode;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,15 +73,30 @@ pub enum AuthError {
 
 impl AuthError {
     /// Stable code for the client.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AuthError::Missing => "missing_token",
-            AuthError::Invalid => "bad_token",
-            AuthError::Expired => "token_expired",
-            AuthError::UnknownKey => "bad_token",
-            AuthError::NoJoinGrant => "not_allowed",
+            AuthError::Missing => ErrorCode::MissingToken,
+            AuthError::Invalid => ErrorCode::BadToken,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::UnknownKey => ErrorCode::BadToken,
+            AuthError::NoJoinGrant => ErrorCode::NotAllowed,
         }
     }
+}
+
+/// Why keys could not be loaded or a token signed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Format { path: PathBuf, source: serde_json::Error },
+    #[error("{0} has no keys")]
+    Empty(PathBuf),
+    #[error("no API key configured")]
+    NoKey,
+    #[error("signing: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
 }
 
 /// API keys and their secrets.
@@ -103,21 +119,25 @@ impl Keys {
 
     /// Loads `data_dir/keys.json`, creating it with a fresh dev key on first
     /// run. Returns the keys, the file's path and whether it was created.
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<(Keys, PathBuf, bool)> {
+    pub fn load_or_create(data_dir: &Path) -> Result<(Keys, PathBuf, bool), KeysError> {
         let path = data_dir.join(KEYS_FILE);
+        let io = |source| KeysError::Io { path: path.clone(), source };
         if path.exists() {
-            let text = std::fs::read_to_string(&path)?;
-            let file: KeysFile = serde_json::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            anyhow::ensure!(!file.keys.is_empty(), "{} has no keys", path.display());
+            let text = std::fs::read_to_string(&path).map_err(io)?;
+            let file: KeysFile =
+                serde_json::from_str(&text).map_err(|source| KeysError::Format { path: path.clone(), source })?;
+            if file.keys.is_empty() {
+                return Err(KeysError::Empty(path));
+            }
             return Ok((Keys { secrets: file.keys }, path, false));
         }
-        std::fs::create_dir_all(data_dir)?;
+        std::fs::create_dir_all(data_dir).map_err(io)?;
         let mut rng = rand::thread_rng();
         let key = format!("dev{}", Alphanumeric.sample_string(&mut rng, 12));
         let secret = Alphanumeric.sample_string(&mut rng, 40);
         let file = KeysFile { keys: HashMap::from([(key, secret)]) };
-        write_private(&path, &serde_json::to_string_pretty(&file)?)?;
+        // Invariant: a map of strings always serializes.
+        write_private(&path, &serde_json::to_string_pretty(&file).expect("serializable keys")).map_err(io)?;
         Ok((Keys { secrets: file.keys }, path, true))
     }
 
@@ -126,19 +146,33 @@ impl Keys {
         self.secrets.keys().min().map(|s| s.as_str())
     }
 
-    pub fn mint(&self, room: &str, identity: &str, ttl: Duration, can_publish: bool, can_subscribe: bool) -> anyhow::Result<String> {
+    pub fn mint(
+        &self,
+        room: &str,
+        identity: &str,
+        ttl: Duration,
+        can_publish: bool,
+        can_subscribe: bool,
+    ) -> Result<String, KeysError> {
         self.sign(&self.claims(room, identity, ttl, can_publish, can_subscribe)?)
     }
 
     /// A token for a call's room, valid only while that call is live.
-    pub fn mint_for_call(&self, call: &str, room: &str, identity: &str, ttl: Duration) -> anyhow::Result<String> {
+    pub fn mint_for_call(&self, call: &str, room: &str, identity: &str, ttl: Duration) -> Result<String, KeysError> {
         let mut claims = self.claims(room, identity, ttl, true, true)?;
         claims.call = Some(call.to_string());
         self.sign(&claims)
     }
 
-    fn claims(&self, room: &str, identity: &str, ttl: Duration, can_publish: bool, can_subscribe: bool) -> anyhow::Result<Claims> {
-        let key = self.default_key().ok_or_else(|| anyhow::anyhow!("no API key configured"))?;
+    fn claims(
+        &self,
+        room: &str,
+        identity: &str,
+        ttl: Duration,
+        can_publish: bool,
+        can_subscribe: bool,
+    ) -> Result<Claims, KeysError> {
+        let key = self.default_key().ok_or(KeysError::NoKey)?;
         Ok(Claims {
             iss: key.to_string(),
             sub: identity.to_string(),
@@ -149,8 +183,8 @@ impl Keys {
         })
     }
 
-    pub fn sign_session(&self, agent: i64, email: &str, ttl: Duration) -> anyhow::Result<String> {
-        let key = self.default_key().ok_or_else(|| anyhow::anyhow!("no API key configured"))?;
+    pub fn sign_session(&self, agent: i64, email: &str, ttl: Duration) -> Result<String, KeysError> {
+        let key = self.default_key().ok_or(KeysError::NoKey)?;
         let claims = AgentSession {
             iss: key.to_string(),
             sub: agent,
@@ -182,21 +216,25 @@ impl Keys {
         peek.insecure_disable_signature_validation();
         peek.validate_exp = false;
         peek.validate_aud = false;
-        let unverified = jsonwebtoken::decode::<T>(token, &DecodingKey::from_secret(&[]), &peek).map_err(|_| AuthError::Invalid)?;
+        let unverified =
+            jsonwebtoken::decode::<T>(token, &DecodingKey::from_secret(&[]), &peek).map_err(|_| AuthError::Invalid)?;
         let secret = self.secrets.get(iss(&unverified.claims)).ok_or(AuthError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::HS256);
         v.leeway = 5;
         v.validate_nbf = true;
         tune(&mut v);
-        let data = jsonwebtoken::decode::<T>(token, &DecodingKey::from_secret(secret.as_bytes()), &v).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-            _ => AuthError::Invalid,
-        })?;
+        let data =
+            jsonwebtoken::decode::<T>(token, &DecodingKey::from_secret(secret.as_bytes()), &v).map_err(|e| match e
+                .kind()
+            {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })?;
         Ok(data.claims)
     }
 
-    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
-        let secret = self.secrets.get(&claims.iss).ok_or_else(|| anyhow::anyhow!("unknown API key {}", claims.iss))?;
+    pub fn sign(&self, claims: &Claims) -> Result<String, KeysError> {
+        let secret = self.secrets.get(&claims.iss).ok_or(KeysError::NoKey)?;
         Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))?)
     }
 

@@ -3,6 +3,7 @@
 //! everyone. Every change is stored first, then announced on `events`
 //! (agent consoles, waiting customers and room sessions listen).
 
+use sfu::ErrorCode;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -63,10 +64,10 @@ impl Calls {
         let name = name.trim();
         let topic = topic.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME {
-            return Err(bad_request("bad_name", format!("a name of 1 to {MAX_NAME} characters is required")));
+            return Err(bad_request(ErrorCode::BadName, format!("a name of 1 to {MAX_NAME} characters is required")));
         }
         if topic.chars().count() > MAX_TOPIC {
-            return Err(bad_request("bad_topic", format!("the topic is limited to {MAX_TOPIC} characters")));
+            return Err(bad_request(ErrorCode::BadTopic, format!("the topic is limited to {MAX_TOPIC} characters")));
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let room = format!("call-{}", &id[..12]);
@@ -79,18 +80,23 @@ impl Calls {
 
     /// The call `token` was minted for, if it is that call's token.
     pub async fn call_for_token(&self, id: &str, token: &str) -> Result<Call, ApiError> {
-        let claims = self
-            .keys
-            .verify(token)
-            .map_err(|e| ApiError(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))?;
+        let claims =
+            self.keys.verify(token).map_err(|e| ApiError(StatusCode::UNAUTHORIZED, e.code(), e.to_string()))?;
         if claims.call.as_deref() != Some(id) {
-            return Err(ApiError(StatusCode::FORBIDDEN, "not_allowed", "this token is for another call".into()));
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                ErrorCode::NotAllowed,
+                "this token is for another call".into(),
+            ));
         }
         self.get(id).await
     }
 
     pub async fn get(&self, id: &str) -> Result<Call, ApiError> {
-        self.store.call(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no_such_call", format!("no call {id}")))
+        self.store
+            .call(id)
+            .await?
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, ErrorCode::NoSuchCall, format!("no call {id}")))
     }
 
     /// Gives the call to `agent` if nobody took it first.
@@ -98,8 +104,11 @@ impl Calls {
         if !self.store.accept(id, agent).await? {
             let call = self.get(id).await?;
             let (code, msg) = match call.status {
-                CallStatus::Accepted => ("already_taken", format!("{} was taken by {}", call.customer_name, call.agent.unwrap_or_default())),
-                s => ("not_queued", format!("the call is {}", s.as_str())),
+                CallStatus::Accepted => (
+                    ErrorCode::AlreadyTaken,
+                    format!("{} was taken by {}", call.customer_name, call.agent.unwrap_or_default()),
+                ),
+                s => (ErrorCode::NotQueued, format!("the call is {}", s.as_str())),
             };
             return Err(ApiError(StatusCode::CONFLICT, code, msg));
         }
@@ -128,10 +137,10 @@ impl Calls {
     pub async fn invite(&self, id: &str, by: i64, by_email: &str, email: &str) -> Result<(), ApiError> {
         let call = self.live_call_of(id, by).await?;
         let Some(agent) = self.store.agent_by_email(email.trim()).await? else {
-            return Err(ApiError(StatusCode::NOT_FOUND, "no_such_agent", format!("no agent {email}")));
+            return Err(ApiError(StatusCode::NOT_FOUND, ErrorCode::NoSuchAgent, format!("no agent {email}")));
         };
         if agent.id == by {
-            return Err(bad_request("self_invite", "you are in this call already".into()));
+            return Err(bad_request(ErrorCode::SelfInvite, "you are in this call already".into()));
         }
         self.store.invite(id, agent.id, by).await?;
         self.announce(CallEvent::Invited {
@@ -148,10 +157,18 @@ impl Calls {
     pub async fn join_invited(&self, id: &str, agent: i64, email: &str) -> Result<RoomPass, ApiError> {
         let call = self.get(id).await?;
         if !self.store.is_invited(id, agent).await? {
-            return Err(ApiError(StatusCode::FORBIDDEN, "not_invited", "you were not invited into this call".into()));
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                ErrorCode::NotInvited,
+                "you were not invited into this call".into(),
+            ));
         }
         if call.status != CallStatus::Accepted {
-            return Err(ApiError(StatusCode::CONFLICT, "not_live", format!("the call is {}", call.status.as_str())));
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                ErrorCode::NotLive,
+                format!("the call is {}", call.status.as_str()),
+            ));
         }
         let token = self.mint(&call, email)?;
         Ok(RoomPass { call, token })
@@ -162,23 +179,27 @@ impl Calls {
         let call = self.get(id).await?;
         let member = call.agent_id == Some(agent) || self.store.is_invited(id, agent).await?;
         if !member {
-            return Err(ApiError(StatusCode::FORBIDDEN, "not_in_call", "you are not in this call".into()));
+            return Err(ApiError(StatusCode::FORBIDDEN, ErrorCode::NotInCall, "you are not in this call".into()));
         }
         if call.status != CallStatus::Accepted {
-            return Err(ApiError(StatusCode::CONFLICT, "not_live", format!("the call is {}", call.status.as_str())));
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                ErrorCode::NotLive,
+                format!("the call is {}", call.status.as_str()),
+            ));
         }
         Ok(call)
     }
 
     /// Whether a token minted for `call` may still join its room.
-    pub async fn admits(&self, call: &str) -> Result<(), (&'static str, String)> {
+    pub async fn admits(&self, call: &str) -> Result<(), (ErrorCode, String)> {
         match self.store.call(call).await {
             Ok(Some(c)) if c.status.is_live() => Ok(()),
-            Ok(Some(c)) => Err(("call_ended", format!("the call is {}", c.status.as_str()))),
-            Ok(None) => Err(("no_such_call", "the call does not exist".into())),
+            Ok(Some(c)) => Err((ErrorCode::CallEnded, format!("the call is {}", c.status.as_str()))),
+            Ok(None) => Err((ErrorCode::NoSuchCall, "the call does not exist".into())),
             Err(e) => {
                 tracing::error!("database: {e}");
-                Err(("storage_error", "the call could not be checked".into()))
+                Err((ErrorCode::StorageError, "the call could not be checked".into()))
             }
         }
     }
@@ -199,11 +220,11 @@ impl Calls {
     fn mint(&self, call: &Call, identity: &str) -> Result<String, ApiError> {
         self.keys.mint_for_call(&call.id, &call.room, identity, CALL_TOKEN_TTL).map_err(|e| {
             tracing::error!("minting a call token: {e}");
-            ApiError(StatusCode::INTERNAL_SERVER_ERROR, "token_error", "no token could be made".into())
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::TokenError, "no token could be made".into())
         })
     }
 }
 
-fn bad_request(code: &'static str, message: String) -> ApiError {
+fn bad_request(code: ErrorCode, message: String) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, code, message)
 }

@@ -2,6 +2,7 @@
 //! in the queue (server-sent events), cancel it, hang up. A customer holds
 //! one token, for one call; nothing here shows the queue's other entries.
 
+use sfu::ErrorCode;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,7 +46,10 @@ pub async fn create(
     state.limits.call_creation(peer.ip())?;
     let pass = state.calls.create(&body.name, &body.topic).await?;
     let c = &pass.call;
-    Ok((StatusCode::CREATED, Json(serde_json::json!(Created { id: &c.id, room: &c.room, token: &pass.token, status: c.status }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!(Created { id: &c.id, room: &c.room, token: &pass.token, status: c.status })),
+    ))
 }
 
 /// What a waiting customer sees.
@@ -82,25 +86,28 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     state.calls.call_for_token(&id, &q.token).await?;
     let rx = state.calls.subscribe();
-    let stream = futures_util::stream::unfold((state, id, rx, true, false), |(state, id, mut rx, first, done)| async move {
-        if done {
-            return None;
-        }
-        if !first {
-            loop {
-                match rx.recv().await {
-                    Ok(CallEvent::QueueChanged | CallEvent::CallChanged { .. }) | Err(RecvError::Lagged(_)) => break,
-                    Ok(_) => continue,
-                    Err(RecvError::Closed) => return None,
+    let stream =
+        futures_util::stream::unfold((state, id, rx, true, false), |(state, id, mut rx, first, done)| async move {
+            if done {
+                return None;
+            }
+            if !first {
+                loop {
+                    match rx.recv().await {
+                        Ok(CallEvent::QueueChanged | CallEvent::CallChanged { .. }) | Err(RecvError::Lagged(_)) => {
+                            break
+                        }
+                        Ok(_) => continue,
+                        Err(RecvError::Closed) => return None,
+                    }
                 }
             }
-        }
-        let call = state.calls.get(&id).await.ok()?;
-        let w = waiting(&state, &call).await.ok()?;
-        let over = !call.status.is_live();
-        let ev = Event::default().json_data(&w).ok()?;
-        Some((Ok(ev), (state, id, rx, false, over)))
-    });
+            let call = state.calls.get(&id).await.ok()?;
+            let w = waiting(&state, &call).await.ok()?;
+            let over = !call.status.is_live();
+            let ev = Event::default().json_data(&w).ok()?;
+            Some((Ok(ev), (state, id, rx, false, over)))
+        });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -109,11 +116,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
-pub async fn cancel(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     let token = bearer(&headers).unwrap_or_default();
     let call = state.calls.call_for_token(&id, token).await?;
     if call.status != CallStatus::Queued {
-        return Err(ApiError(StatusCode::CONFLICT, "not_queued", format!("the call is {}", call.status.as_str())));
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            ErrorCode::NotQueued,
+            format!("the call is {}", call.status.as_str()),
+        ));
     }
     let call = state.calls.finish(&id).await?;
     Ok(Json(serde_json::json!({ "status": call.status })))

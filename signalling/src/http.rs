@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State, WebSocketUpgrade};
-use axum::http::StatusCode;
 use axum::http::header;
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::Router;

@@ -67,7 +67,12 @@ pub struct Server {
 
 impl Server {
     /// Starts the media plane with `sfu_config` and builds the state.
-    pub fn new(sfu_config: sfu::SfuConfig, keys: auth::Keys, ice_servers: Vec<protocol::IceServer>, flow: FlowConfig) -> std::io::Result<Server> {
+    pub fn new(
+        sfu_config: sfu::SfuConfig,
+        keys: auth::Keys,
+        ice_servers: Vec<protocol::IceServer>,
+        flow: FlowConfig,
+    ) -> std::io::Result<Server> {
         let clients = Arc::new(sink::Clients::default());
         let sfu = Sfu::start(sfu_config, clients.clone())?;
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -81,7 +86,11 @@ impl Server {
 
     /// Serves HTTP on `listener` until `signal` resolves, then tells every
     /// client, drains connections and stops the media plane.
-    pub async fn run(self, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let app = http::router(self.state.clone());
         let tx = self.shutdown_tx;
         let mut done = self.state.shutdown.clone();

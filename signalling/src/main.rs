@@ -5,9 +5,9 @@ use anyhow::Context;
 use clap::Parser;
 use signalling::auth::Keys;
 use signalling::config::{AgentCommand, Cli, Command, ServeArgs};
+use signalling::protocol::IceServer;
 use signalling::store::Store;
 use signalling::FlowConfig;
-use signalling::protocol::IceServer;
 use signalling::Server;
 use tracing::info;
 
@@ -44,7 +44,10 @@ fn agent(cmd: AgentCommand, args: &ServeArgs) -> anyhow::Result<()> {
                 anyhow::ensure!(password.len() >= 8, "the password must have at least 8 characters");
                 anyhow::ensure!(email.contains('@'), "{email:?} is not an email address");
                 let hash = signalling::agents::hash_password(password)?;
-                store.add_agent(email.trim(), &hash).await.with_context(|| format!("adding {email} (does it exist already?)"))?;
+                store
+                    .add_agent(email.trim(), &hash)
+                    .await
+                    .with_context(|| format!("adding {email} (does it exist already?)"))?;
                 eprintln!("agent {email} added");
             }
             AgentCommand::List => {
@@ -64,7 +67,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         info!("API keys from {}", path.display());
     }
-    let shards = if args.shards == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.shards };
+    let shards =
+        if args.shards == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.shards };
     let sfu_config = sfu::SfuConfig {
         shards,
         udp_bind: args.udp_bind,
@@ -93,7 +97,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             secure_cookies: args.secure_cookies,
         };
         let server = Server::new(sfu_config, keys, ice_servers, flow).context("starting the media plane")?;
-        let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
+        let listener =
+            tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
         info!("switchboard listening on http://{}", listener.local_addr()?);
         server.run(listener, stop_signal()).await?;
         info!("stopped");

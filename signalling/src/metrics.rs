@@ -12,17 +12,21 @@ use sfu::Sfu;
 
 /// Open signalling WebSockets (room sessions and agent consoles).
 pub static SIGNALLING_CONNECTIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    IntGaugeVec::new(Opts::new("switchboard_signalling_connections", "Open signalling WebSockets"), &["kind"]).expect("valid metric")
+    IntGaugeVec::new(Opts::new("switchboard_signalling_connections", "Open signalling WebSockets"), &["kind"])
+        .expect("valid metric")
 });
 
 /// Errors and refusals sent to signalling clients, by stable code.
 pub static SIGNALLING_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    IntCounterVec::new(Opts::new("switchboard_signalling_errors_total", "Errors and refusals sent to signalling clients"), &["code"])
-        .expect("valid metric")
+    IntCounterVec::new(
+        Opts::new("switchboard_signalling_errors_total", "Errors and refusals sent to signalling clients"),
+        &["code"],
+    )
+    .expect("valid metric")
 });
 
-pub fn count_error(code: &str) {
-    SIGNALLING_ERRORS.with_label_values(&[code]).inc();
+pub fn count_error(code: sfu::ErrorCode) {
+    SIGNALLING_ERRORS.with_label_values(&[code.as_str()]).inc();
 }
 
 /// Counts an open connection of `kind` until dropped.
@@ -80,15 +84,25 @@ const SHARD_COUNTERS: &[(&str, &str, Field)] = &[
     ("switchboard_udp_received_bytes_total", "UDP payload bytes received", |s| s.bytes_in),
     ("switchboard_udp_datagrams_sent_total", "UDP datagrams sent", |s| s.datagrams_out),
     ("switchboard_udp_sent_bytes_total", "UDP payload bytes sent", |s| s.bytes_out),
-    ("switchboard_udp_send_messages_total", "Messages handed to the kernel for the datagrams sent (GSO carries several in one)", |s| s.send_messages),
+    (
+        "switchboard_udp_send_messages_total",
+        "Messages handed to the kernel for the datagrams sent (GSO carries several in one)",
+        |s| s.send_messages,
+    ),
     ("switchboard_rtp_packets_received_total", "RTP packets received from publishers", |s| s.rtp_in),
     ("switchboard_rtp_packets_forwarded_total", "RTP packets written on subscriber legs", |s| s.rtp_forwarded),
-    ("switchboard_nacks_received_total", "NACKs received from subscribers (counted every few seconds)", |s| s.nacks_received),
+    ("switchboard_nacks_received_total", "NACKs received from subscribers (counted every few seconds)", |s| {
+        s.nacks_received
+    }),
     ("switchboard_nacks_sent_total", "NACKs sent to publishers (counted every few seconds)", |s| s.nacks_sent),
     ("switchboard_keyframe_requests_received_total", "PLI/FIR received from subscribers", |s| s.keyframe_requests_in),
-    ("switchboard_keyframe_requests_sent_total", "Keyframe requests sent to publishers, after merging", |s| s.keyframe_requests),
+    ("switchboard_keyframe_requests_sent_total", "Keyframe requests sent to publishers, after merging", |s| {
+        s.keyframe_requests
+    }),
     ("switchboard_data_messages_relayed_total", "Data channel messages relayed to a participant", |s| s.data_relayed),
-    ("switchboard_data_messages_dropped_total", "Data channel messages dropped (recipient buffer full)", |s| s.data_dropped),
+    ("switchboard_data_messages_dropped_total", "Data channel messages dropped (recipient buffer full)", |s| {
+        s.data_dropped
+    }),
 ];
 
 /// Dropped packets by reason.
@@ -103,7 +117,10 @@ impl MediaPlane {
     fn new(sfu: Sfu) -> Self {
         let mut m = MediaPlane { sfu, descs: vec![] };
         m.descs = m.families().iter().flat_map(|c| c.desc().into_iter().cloned().collect::<Vec<_>>()).collect();
-        m.descs.push(Desc::new(DELAY_NAME.into(), DELAY_HELP.into(), vec!["shard".into()], Default::default()).expect("valid metric"));
+        m.descs.push(
+            Desc::new(DELAY_NAME.into(), DELAY_HELP.into(), vec!["shard".into()], Default::default())
+                .expect("valid metric"),
+        );
         m
     }
 
@@ -122,8 +139,11 @@ impl MediaPlane {
             out.push(Box::new(g));
         }
         if let Some(cpu) = process_cpu_seconds() {
-            let c = prometheus::Counter::new("switchboard_cpu_seconds_total", "CPU time of this process (user + system), 10 ms resolution")
-                .expect("valid metric");
+            let c = prometheus::Counter::new(
+                "switchboard_cpu_seconds_total",
+                "CPU time of this process (user + system), 10 ms resolution",
+            )
+            .expect("valid metric");
             c.inc_by(cpu);
             out.push(Box::new(c));
         }
@@ -135,8 +155,11 @@ impl MediaPlane {
             }
             out.push(Box::new(c));
         }
-        let drops = IntCounterVec::new(Opts::new("switchboard_packets_dropped_total", "Datagrams and packets dropped, by reason"), &["shard", "reason"])
-            .expect("valid metric");
+        let drops = IntCounterVec::new(
+            Opts::new("switchboard_packets_dropped_total", "Datagrams and packets dropped, by reason"),
+            &["shard", "reason"],
+        )
+        .expect("valid metric");
         for (i, s) in shards.iter().enumerate() {
             for (reason, field) in DROPS {
                 drops.with_label_values(&[i.to_string().as_str(), reason]).inc_by(field(s));

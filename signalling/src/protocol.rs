@@ -2,7 +2,7 @@
 //! a `type` field. Documented in docs/protocol.md; keep the two in step.
 
 use serde::{Deserialize, Serialize};
-use sfu::{ParticipantId, ParticipantInfo, TrackSource};
+use sfu::{ErrorCode, ParticipantId, ParticipantInfo, TrackSource};
 
 /// Largest message a client may send (an SDP offer with many m-lines is ~20 KB).
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
@@ -68,11 +68,11 @@ pub enum ServerMsg<'a> {
         ice_servers: &'a [IceServer],
     },
     Error {
-        code: &'a str,
+        code: ErrorCode,
         message: &'a str,
     },
     Closed {
-        code: &'a str,
+        code: ErrorCode,
         message: &'a str,
     },
 }

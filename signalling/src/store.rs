@@ -123,10 +123,21 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Why the records could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("creating {0}: {1}")]
+    Dir(std::path::PathBuf, std::io::Error),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("migrating: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `data_dir` and migrates it.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(data_dir)?;
+    pub async fn open(data_dir: &Path) -> Result<Store, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| OpenError::Dir(data_dir.to_path_buf(), e))?;
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join(DB_FILE))
             .create_if_missing(true)
@@ -150,11 +161,17 @@ impl Store {
     }
 
     pub async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, sqlx::Error> {
-        sqlx::query_as("SELECT id, email, password_hash FROM agents WHERE email = ?").bind(email).fetch_optional(&self.pool).await
+        sqlx::query_as("SELECT id, email, password_hash FROM agents WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     pub async fn agent(&self, id: i64) -> Result<Option<Agent>, sqlx::Error> {
-        sqlx::query_as("SELECT id, email, password_hash FROM agents WHERE id = ?").bind(id).fetch_optional(&self.pool).await
+        sqlx::query_as("SELECT id, email, password_hash FROM agents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>, sqlx::Error> {
@@ -163,15 +180,23 @@ impl Store {
 
     // ---- calls -------------------------------------------------------------
 
-    pub async fn create_call(&self, id: &str, customer_name: &str, topic: &str, room: &str) -> Result<Call, sqlx::Error> {
-        sqlx::query("INSERT INTO calls (id, customer_name, topic, room, status, created_at) VALUES (?, ?, ?, ?, 'queued', ?)")
-            .bind(id)
-            .bind(customer_name)
-            .bind(topic)
-            .bind(room)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+    pub async fn create_call(
+        &self,
+        id: &str,
+        customer_name: &str,
+        topic: &str,
+        room: &str,
+    ) -> Result<Call, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO calls (id, customer_name, topic, room, status, created_at) VALUES (?, ?, ?, ?, 'queued', ?)",
+        )
+        .bind(id)
+        .bind(customer_name)
+        .bind(topic)
+        .bind(room)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         self.call(id).await?.ok_or(sqlx::Error::RowNotFound)
     }
 
@@ -213,12 +238,14 @@ impl Store {
     /// Gives a queued call to `agent`; false if it was not queued any more
     /// (another agent was first, or the customer left).
     pub async fn accept(&self, id: &str, agent: i64) -> Result<bool, sqlx::Error> {
-        let r = sqlx::query("UPDATE calls SET status = 'accepted', agent_id = ?, accepted_at = ? WHERE id = ? AND status = 'queued'")
-            .bind(agent)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE calls SET status = 'accepted', agent_id = ?, accepted_at = ? WHERE id = ? AND status = 'queued'",
+        )
+        .bind(agent)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -241,11 +268,12 @@ impl Store {
 
     /// Marks calls queued since before `cutoff_ms` as missed; returns how many.
     pub async fn mark_missed(&self, cutoff_ms: i64) -> Result<u64, sqlx::Error> {
-        let r = sqlx::query("UPDATE calls SET status = 'missed', ended_at = ? WHERE status = 'queued' AND created_at < ?")
-            .bind(now_ms())
-            .bind(cutoff_ms)
-            .execute(&self.pool)
-            .await?;
+        let r =
+            sqlx::query("UPDATE calls SET status = 'missed', ended_at = ? WHERE status = 'queued' AND created_at < ?")
+                .bind(now_ms())
+                .bind(cutoff_ms)
+                .execute(&self.pool)
+                .await?;
         Ok(r.rows_affected())
     }
 
@@ -263,8 +291,11 @@ impl Store {
     }
 
     pub async fn is_invited(&self, call: &str, agent: i64) -> Result<bool, sqlx::Error> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM invites WHERE call_id = ? AND agent_id = ?").bind(call).bind(agent).fetch_optional(&self.pool).await?;
+        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM invites WHERE call_id = ? AND agent_id = ?")
+            .bind(call)
+            .bind(agent)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 }

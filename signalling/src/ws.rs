@@ -1,6 +1,7 @@
 //! One WebSocket signalling session: join with a token, then relay messages
 //! between the client and its shard until either side ends it.
 
+use sfu::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,26 +49,26 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>) {
                     Some(Ok(Message::Text(text))) => {
                         if text.len() > MAX_CLIENT_MESSAGE {
                             let m = format!("message of {} bytes exceeds {MAX_CLIENT_MESSAGE}", text.len());
-                            close(&mut tx, "message_too_large", &m, CLOSE_TOO_BIG).await;
+                            close(&mut tx, ErrorCode::MessageTooLarge, &m, CLOSE_TOO_BIG).await;
                             break;
                         }
                         match serde_json::from_str::<ClientMsg>(&text) {
                             Ok(ClientMsg::Leave {}) => {
-                                close(&mut tx, "left", "you left the room", CLOSE_NORMAL).await;
+                                close(&mut tx, ErrorCode::Left, "you left the room", CLOSE_NORMAL).await;
                                 break;
                             }
                             Ok(msg) => handle(&state, pid, shard, msg, &mut tx).await,
-                            Err(e) => send_error(&mut tx, "bad_message", &format!("unreadable message: {e}")).await,
+                            Err(e) => send_error(&mut tx, ErrorCode::BadMessage, &format!("unreadable message: {e}")).await,
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => send_error(&mut tx, "bad_message", "binary messages are not part of the protocol").await,
+                    Some(Ok(Message::Binary(_))) => send_error(&mut tx, ErrorCode::BadMessage, "binary messages are not part of the protocol").await,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(e)) => {
                         debug!(participant = %pid, "websocket error: {e}");
                         // Oversized frames surface here; say so before closing.
                         if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
-                            close(&mut tx, "message_too_large", "message too large", CLOSE_TOO_BIG).await;
+                            close(&mut tx, ErrorCode::MessageTooLarge, "message too large", CLOSE_TOO_BIG).await;
                         }
                         break;
                     }
@@ -75,17 +76,17 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>) {
             }
             ev = events.recv() => match ev {
                 Some(ClientEvent::Closed { code, message }) => {
-                    close(&mut tx, code.as_str(), &message, CLOSE_NORMAL).await;
+                    close(&mut tx, code, &message, CLOSE_NORMAL).await;
                     break;
                 }
                 Some(ev) => {
                     if let ClientEvent::Error { code, .. } = &ev {
-                        crate::metrics::count_error(code.as_str());
+                        crate::metrics::count_error(*code);
                     }
                     if send_json(&mut tx, &ev).await.is_err() { break; }
                 }
                 None => {
-                    close(&mut tx, "slow_consumer", "too many undelivered events", CLOSE_POLICY).await;
+                    close(&mut tx, ErrorCode::SlowConsumer, "too many undelivered events", CLOSE_POLICY).await;
                     break;
                 }
             },
@@ -99,13 +100,13 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>) {
             ev = calls.recv() => {
                 if let Ok(CallEvent::RoomClosed { room: closed }) = ev {
                     if closed == room {
-                        close(&mut tx, "call_ended", "the call has ended", CLOSE_NORMAL).await;
+                        close(&mut tx, ErrorCode::CallEnded, "the call has ended", CLOSE_NORMAL).await;
                         break;
                     }
                 }
             }
             _ = shutdown.changed() => {
-                close(&mut tx, "server_shutdown", "the server is shutting down", CLOSE_AWAY).await;
+                close(&mut tx, ErrorCode::ServerShutdown, "the server is shutting down", CLOSE_AWAY).await;
                 break;
             }
         }
@@ -116,27 +117,31 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>) {
 }
 
 /// Waits for the join message and admits the participant, or refuses and closes.
-async fn join(tx: &mut Tx, rx: &mut Rx, state: &AppState) -> Option<(ParticipantId, ShardId, String, tokio::sync::mpsc::Receiver<ClientEvent>)> {
+async fn join(
+    tx: &mut Tx,
+    rx: &mut Rx,
+    state: &AppState,
+) -> Option<(ParticipantId, ShardId, String, tokio::sync::mpsc::Receiver<ClientEvent>)> {
     let first = match timeout(JOIN_TIMEOUT, rx.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(_))) => {
-            close(tx, "join_required", "the first message must be a join", CLOSE_POLICY).await;
+            close(tx, ErrorCode::JoinRequired, "the first message must be a join", CLOSE_POLICY).await;
             return None;
         }
         Ok(_) => return None,
         Err(_) => {
-            close(tx, "join_timeout", "no join message received in time", CLOSE_POLICY).await;
+            close(tx, ErrorCode::JoinTimeout, "no join message received in time", CLOSE_POLICY).await;
             return None;
         }
     };
     let (token, room) = match serde_json::from_str::<ClientMsg>(&first) {
         Ok(ClientMsg::Join { token, room }) => (token, room),
         Ok(_) => {
-            close(tx, "join_required", "the first message must be a join", CLOSE_POLICY).await;
+            close(tx, ErrorCode::JoinRequired, "the first message must be a join", CLOSE_POLICY).await;
             return None;
         }
         Err(e) => {
-            close(tx, "bad_message", &format!("unreadable join: {e}"), CLOSE_POLICY).await;
+            close(tx, ErrorCode::BadMessage, &format!("unreadable join: {e}"), CLOSE_POLICY).await;
             return None;
         }
     };
@@ -151,7 +156,7 @@ async fn join(tx: &mut Tx, rx: &mut Rx, state: &AppState) -> Option<(Participant
     if let Some(room) = room.filter(|r| *r != claims.video.room) {
         info!(identity = %claims.sub, %room, granted = %claims.video.room, "join refused: wrong room");
         let m = format!("the token grants room {:?}, not {room:?}", claims.video.room);
-        close(tx, "wrong_room", &m, CLOSE_POLICY).await;
+        close(tx, ErrorCode::WrongRoom, &m, CLOSE_POLICY).await;
         return None;
     }
     // Call-flow tokens are good only while their call is live.
@@ -166,7 +171,8 @@ async fn join(tx: &mut Tx, rx: &mut Rx, state: &AppState) -> Option<(Participant
     let pid = state.sfu.allocate_participant();
     let events = state.clients.register(pid);
     let permissions = Permissions { can_publish: claims.video.can_publish, can_subscribe: claims.video.can_subscribe };
-    let request = JoinRequest { room: claims.video.room.as_str().into(), identity: claims.sub.as_str().into(), permissions };
+    let request =
+        JoinRequest { room: claims.video.room.as_str().into(), identity: claims.sub.as_str().into(), permissions };
     let joined = state.sfu.join(pid, request);
     info!(participant = %pid, room = %claims.video.room, identity = %claims.sub, shard = joined.shard, "joined");
     let msg = ServerMsg::Joined {
@@ -196,7 +202,7 @@ async fn handle(state: &AppState, pid: ParticipantId, shard: ShardId, msg: Clien
         ClientMsg::Candidate { candidate, .. } => Signal::Candidate { candidate },
         ClientMsg::Mute { mid, muted } => Signal::Mute { mid, muted },
         ClientMsg::Join { .. } => {
-            send_error(tx, "already_joined", "this connection has joined already").await;
+            send_error(tx, ErrorCode::AlreadyJoined, "this connection has joined already").await;
             return;
         }
         ClientMsg::Leave {} => return,
@@ -210,7 +216,7 @@ async fn send_json<T: serde::Serialize>(tx: &mut Tx, msg: &T) -> Result<(), axum
     tx.send(Message::Text(text.into())).await
 }
 
-async fn send_error(tx: &mut Tx, code: &str, message: &str) {
+async fn send_error(tx: &mut Tx, code: ErrorCode, message: &str) {
     crate::metrics::count_error(code);
     if send_json(tx, &ServerMsg::Error { code, message }).await.is_err() {
         warn!("could not send error {code}");
@@ -218,12 +224,12 @@ async fn send_error(tx: &mut Tx, code: &str, message: &str) {
 }
 
 /// Tells the client why, then closes with a matching close frame.
-async fn close(tx: &mut Tx, code: &str, message: &str, close_code: u16) {
-    if !matches!(code, "left" | "server_shutdown" | "call_ended") {
+async fn close(tx: &mut Tx, code: ErrorCode, message: &str, close_code: u16) {
+    if !code.is_normal_close() {
         crate::metrics::count_error(code);
     }
     let _ = send_json(tx, &ServerMsg::Closed { code, message }).await;
-    let reason: String = code.chars().take(100).collect();
+    let reason = code.as_str();
     let _ = tx.send(Message::Close(Some(CloseFrame { code: close_code, reason: Utf8Bytes::from(reason) }))).await;
     let _ = tx.close().await;
 }

@@ -17,7 +17,13 @@ const KEY: &str = "testkey";
 const SECRET: &str = "test-secret-test-secret-test-secret";
 
 async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
-    let config = sfu::SfuConfig { shards: 2, udp_bind: [127, 0, 0, 1].into(), udp_port: 0, public_ip: None, room_spill_at: sfu::DEFAULT_SPILL_AT };
+    let config = sfu::SfuConfig {
+        shards: 2,
+        udp_bind: [127, 0, 0, 1].into(),
+        udp_port: 0,
+        public_ip: None,
+        room_spill_at: sfu::DEFAULT_SPILL_AT,
+    };
     let dir = tempfile::tempdir().unwrap();
     let store = signalling::store::Store::open(dir.path()).await.unwrap();
     std::mem::forget(dir); // lives as long as the test process
@@ -86,7 +92,9 @@ async fn joins_without_a_valid_grant_are_refused() {
     // Missing, garbage and forged (signed with another secret).
     assert_refused(&url, "", None, "missing_token").await;
     assert_refused(&url, "not-a-jwt", None, "bad_token").await;
-    let forged = Keys::single(KEY, "some-other-secret-some-other-secret").mint("r", "eve", Duration::from_secs(60), true, true).unwrap();
+    let forged = Keys::single(KEY, "some-other-secret-some-other-secret")
+        .mint("r", "eve", Duration::from_secs(60), true, true)
+        .unwrap();
     assert_refused(&url, &forged, None, "bad_token").await;
     // Expired.
     let expired = Claims {

@@ -15,6 +15,7 @@ use str0m::format::Codec;
 use str0m::rtp::ExtensionValues;
 
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
+pub use crate::error::ErrorCode;
 
 /// What a participant is allowed to do, from its access token's grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,78 +75,104 @@ pub struct MidInfo {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientEvent {
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+    },
     /// A server-made offer; `mids` tells which participant each new m-line carries.
-    Offer { sdp: String, mids: Vec<MidInfo> },
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { participant: ParticipantId, identity: Arc<str> },
-    TrackPublished { track: TrackInfo },
-    TrackUnpublished { track: TrackId, participant: ParticipantId, identity: Arc<str> },
-    TrackMuted { track: TrackId, identity: Arc<str>, muted: bool },
+    Offer {
+        sdp: String,
+        mids: Vec<MidInfo>,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant: ParticipantId,
+        identity: Arc<str>,
+    },
+    TrackPublished {
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        track: TrackId,
+        participant: ParticipantId,
+        identity: Arc<str>,
+    },
+    TrackMuted {
+        track: TrackId,
+        identity: Arc<str>,
+        muted: bool,
+    },
     /// Something the client sent was refused; the session goes on.
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
     /// The server ended this participant's session (it should close its socket).
-    Closed { code: ErrorCode, message: String },
-}
-
-/// Stable error codes; clients and tests match on them, so never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    BadSdp,
-    UnsupportedCodec,
-    BadCandidate,
-    NotAllowed,
-    /// Another connection joined with the same identity and room.
-    Replaced,
-    /// The peer's ICE/DTLS connection failed or timed out.
-    ConnectionLost,
-    ServerShutdown,
-    /// The client fell behind reading its signalling events.
-    SlowConsumer,
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadSdp => "bad_sdp",
-            ErrorCode::UnsupportedCodec => "unsupported_codec",
-            ErrorCode::BadCandidate => "bad_candidate",
-            ErrorCode::NotAllowed => "not_allowed",
-            ErrorCode::Replaced => "replaced",
-            ErrorCode::ConnectionLost => "connection_lost",
-            ErrorCode::ServerShutdown => "server_shutdown",
-            ErrorCode::SlowConsumer => "slow_consumer",
-        }
-    }
+    Closed {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Control plane → shard.
 #[derive(Debug)]
 pub enum ShardCommand {
-    AddParticipant { participant: ParticipantId, request: JoinRequest },
-    RemoveParticipant { participant: ParticipantId },
-    Signal { participant: ParticipantId, signal: Signal },
+    AddParticipant {
+        participant: ParticipantId,
+        request: JoinRequest,
+    },
+    RemoveParticipant {
+        participant: ParticipantId,
+    },
+    Signal {
+        participant: ParticipantId,
+        signal: Signal,
+    },
     /// Start sending `track` to `subscriber` (a participant of this shard).
-    Subscribe { subscriber: ParticipantId, track: TrackInfo, publisher_shard: ShardId },
+    Subscribe {
+        subscriber: ParticipantId,
+        track: TrackInfo,
+        publisher_shard: ShardId,
+    },
     /// Stop sending `track` to `subscriber`; its downstream slot stays for a rejoin.
-    Unsubscribe { subscriber: ParticipantId, track: TrackId },
+    Unsubscribe {
+        subscriber: ParticipantId,
+        track: TrackId,
+    },
     /// On the publisher's shard: the other shards with subscribers of `track`.
-    SetRemoteShards { track: TrackId, shards: Vec<ShardId> },
+    SetRemoteShards {
+        track: TrackId,
+        shards: Vec<ShardId>,
+    },
     /// On every shard of `room`: the other shards with members of it, for
     /// data channel relay. Empty when the room is on this shard alone.
-    SetRoomShards { room: Arc<str>, shards: Vec<ShardId> },
+    SetRoomShards {
+        room: Arc<str>,
+        shards: Vec<ShardId>,
+    },
     Shutdown,
 }
 
 /// Shard → control plane.
 #[derive(Debug, Clone)]
 pub enum ShardEvent {
-    TrackPublished { track: TrackInfo },
-    TrackUnpublished { participant: ParticipantId, track: TrackId },
-    TrackMuted { participant: ParticipantId, track: TrackId, muted: bool },
+    TrackPublished {
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        participant: ParticipantId,
+        track: TrackId,
+    },
+    TrackMuted {
+        participant: ParticipantId,
+        track: TrackId,
+        muted: bool,
+    },
     /// The participant's connection is gone (ICE timeout, DTLS close, error).
-    ParticipantGone { participant: ParticipantId },
+    ParticipantGone {
+        participant: ParticipantId,
+    },
 }
 
 /// One received RTP packet, shared (not copied) by every subscriber leg.
@@ -175,6 +202,8 @@ pub struct RoomData {
 pub enum MediaMsg {
     Rtp(Arc<MediaPacket>),
     /// A subscriber on the sending shard asked for a keyframe of `track`.
-    KeyframeRequest { track: TrackId },
+    KeyframeRequest {
+        track: TrackId,
+    },
     Data(Arc<RoomData>),
 }

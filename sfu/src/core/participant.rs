@@ -18,9 +18,9 @@ use str0m::media::{Direction, KeyframeRequestKind, Mid, Pt};
 use str0m::rtp::{Extension, ExtensionMap, Ssrc};
 use str0m::{Candidate, Rtc, RtcConfig};
 
+use super::command::TrackInfo;
 use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, Signal};
 use super::forwarder::Forwarder;
-use super::command::TrackInfo;
 use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
 
 /// Subscriptions arriving within this window share one renegotiation: a
@@ -169,20 +169,21 @@ impl Participant {
     }
 
     /// Handles the client's offer; returns the answer or an error for the client.
-    pub fn accept_offer(&mut self, sdp: &str, sources: Vec<(String, TrackSource)>) -> Result<Option<ClientEvent>, ClientEvent> {
+    pub fn accept_offer(
+        &mut self,
+        sdp: &str,
+        sources: Vec<(String, TrackSource)>,
+    ) -> Result<Option<ClientEvent>, ClientEvent> {
         if self.neg.pending.is_some() {
             // Glare: we are impolite. The client rolls back, answers ours and re-offers.
             tracing::debug!(participant = %self.id, "client offer crossed ours; ignoring it");
             return Ok(None);
         }
-        check_offer(sdp, self.permissions.can_publish).map_err(|(code, message)| ClientEvent::Error { code, message })?;
+        check_offer(sdp, self.permissions.can_publish)
+            .map_err(|(code, message)| ClientEvent::Error { code, message })?;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| bad_sdp(format!("unparseable offer: {e}")))?;
         self.sources.extend(sources);
-        let answer = self
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| bad_sdp(format!("offer refused: {e}")))?;
+        let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| bad_sdp(format!("offer refused: {e}")))?;
         self.neg.started = true;
         Ok(Some(ClientEvent::Answer { sdp: answer.to_sdp_string() }))
     }
@@ -194,10 +195,7 @@ impl Participant {
             return Ok(vec![]);
         };
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| bad_sdp(format!("unparseable answer: {e}")))?;
-        self.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| bad_sdp(format!("answer refused: {e}")))?;
+        self.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| bad_sdp(format!("answer refused: {e}")))?;
         let mut ready = Vec::with_capacity(slots.len());
         for i in slots {
             let mid = self.down[i].mid;
@@ -229,7 +227,11 @@ impl Participant {
     /// Starts sending `track` here: reuses the slot of the same identity and
     /// source if there is one (returns it), else queues it for the next offer.
     pub fn subscribe(&mut self, track: TrackInfo) -> Option<usize> {
-        if let Some(i) = self.down.iter().position(|d| d.identity == track.identity && d.source == track.source && d.kind == track.kind) {
+        if let Some(i) = self
+            .down
+            .iter()
+            .position(|d| d.identity == track.identity && d.source == track.source && d.kind == track.kind)
+        {
             if let Some(old) = self.down[i].track.replace(track.track) {
                 self.down_by_track.remove(&old);
             }
@@ -281,7 +283,12 @@ impl Participant {
             self.down_by_track.insert(track.track, i);
             self.down_by_mid.insert(mid, i);
             slots.push(i);
-            mids.push(MidInfo { mid: mid.to_string(), identity: track.identity, source: track.source, kind: track.kind });
+            mids.push(MidInfo {
+                mid: mid.to_string(),
+                identity: track.identity,
+                source: track.source,
+                kind: track.kind,
+            });
         }
         let (offer, pending) = api.apply()?;
         self.neg.pending = Some((pending, slots));
@@ -333,11 +340,7 @@ fn bad_sdp(message: String) -> ClientEvent {
 
 /// A WebRTC msid must be token characters; identities may be any text.
 fn msid_token(identity: &str) -> String {
-    identity
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-._~".contains(c) { c } else { '_' })
-        .take(64)
-        .collect()
+    identity.chars().map(|c| if c.is_ascii_alphanumeric() || "-._~".contains(c) { c } else { '_' }).take(64).collect()
 }
 
 /// Refuses offers we cannot serve before str0m sees them, with a precise error:
@@ -355,7 +358,10 @@ pub fn check_offer(sdp: &str, can_publish: bool) -> Result<(), (ErrorCode, Strin
         let lower = section.to_ascii_lowercase();
         let supported = lower.contains(" opus/48000") || lower.contains(" vp8/90000");
         if !port_zero && !supported {
-            return Err((ErrorCode::UnsupportedCodec, format!("{kind} section offers no supported codec (need Opus or VP8)")));
+            return Err((
+                ErrorCode::UnsupportedCodec,
+                format!("{kind} section offers no supported codec (need Opus or VP8)"),
+            ));
         }
         let sends = lower.contains("a=sendonly") || lower.contains("a=sendrecv");
         if sends && !port_zero && !can_publish {

@@ -86,7 +86,11 @@ mod tests {
         place(&mut p, &mut room, 1);
         assert_eq!(room.len(), 2, "the next spills");
         place(&mut p, &mut room, 3);
-        assert_eq!(room.values().copied().collect::<Vec<_>>(), vec![4, 4], "the spill shard fills before a third is used");
+        assert_eq!(
+            room.values().copied().collect::<Vec<_>>(),
+            vec![4, 4],
+            "the spill shard fills before a third is used"
+        );
         place(&mut p, &mut room, 5);
         assert_eq!(room.values().sum::<usize>(), 13, "past every shard's share, members still get a shard");
     }

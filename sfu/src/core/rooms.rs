@@ -7,9 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::command::{
-    ClientEvent, ErrorCode, JoinRequest, ParticipantInfo, ShardCommand, ShardEvent, TrackInfo,
-};
+use super::command::{ClientEvent, ErrorCode, JoinRequest, ParticipantInfo, ShardCommand, ShardEvent, TrackInfo};
 use super::ids::{ParticipantId, ShardId, TrackId};
 use super::placement::Placement;
 
@@ -117,9 +115,10 @@ impl Rooms {
     /// Admits a participant whose grant signalling has verified. A second
     /// connection with the same identity replaces the first (a page reload).
     pub fn join(&mut self, pid: ParticipantId, req: JoinRequest, out: &mut Vec<ControlOutput>) -> Joined {
-        let existing = self.rooms.get(&req.room).and_then(|r| {
-            r.members.iter().find(|(_, m)| m.identity == req.identity).map(|(p, _)| *p)
-        });
+        let existing = self
+            .rooms
+            .get(&req.room)
+            .and_then(|r| r.members.iter().find(|(_, m)| m.identity == req.identity).map(|(p, _)| *p));
         if let Some(old) = existing {
             self.remove(old, Some((ErrorCode::Replaced, "joined again from another connection".into())), out);
         }
@@ -161,7 +160,10 @@ impl Rooms {
         if shard != publisher_shard {
             out.push(ControlOutput::Shard(
                 publisher_shard,
-                ShardCommand::SetRemoteShards { track: track.track, shards: room.remote_shards(&track, publisher_shard) },
+                ShardCommand::SetRemoteShards {
+                    track: track.track,
+                    shards: room.remote_shards(&track, publisher_shard),
+                },
             ));
         }
         out.push(ControlOutput::Shard(shard, ShardCommand::Subscribe { subscriber, track, publisher_shard }));

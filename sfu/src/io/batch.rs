@@ -65,7 +65,13 @@ impl RecvBatch {
         // SAFETY: every header points at a buffer, iovec and address owned by
         // `self` that outlive the call; the count matches the array.
         let n = unsafe {
-            libc::recvmmsg(socket.as_raw_fd(), self.hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -253,7 +259,9 @@ impl SendBatch {
             // SAFETY: each header points at an address in `self.addrs`, iovecs
             // over the caller's payloads and a control buffer in
             // `self.controls`, all alive and unmoved for the call.
-            let r = unsafe { libc::sendmmsg(socket.as_raw_fd(), rest.as_mut_ptr(), rest.len() as libc::c_uint, libc::MSG_DONTWAIT) };
+            let r = unsafe {
+                libc::sendmmsg(socket.as_raw_fd(), rest.as_mut_ptr(), rest.len() as libc::c_uint, libc::MSG_DONTWAIT)
+            };
             if r <= 0 {
                 let g = self.groups[from];
                 if g.count > 1 && io::Error::last_os_error().raw_os_error() == Some(libc::EIO) {
@@ -289,7 +297,12 @@ impl SendBatch {
             if let (true, Some(g), Some(prev)) = (self.gso, self.groups.last_mut(), last) {
                 // Only the last segment of a message may be shorter.
                 let whole = g.bytes == (g.segment * g.count) as u64;
-                if prev == to && whole && len <= g.segment && g.count < MAX_SEGMENTS && g.bytes as usize + len <= MAX_GSO_BYTES {
+                if prev == to
+                    && whole
+                    && len <= g.segment
+                    && g.count < MAX_SEGMENTS
+                    && g.bytes as usize + len <= MAX_GSO_BYTES
+                {
                     g.count += 1;
                     g.bytes += len as u64;
                     continue;

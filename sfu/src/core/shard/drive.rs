@@ -65,7 +65,10 @@ impl Fabric {
                     Some(track) => ShardOutput::Control(ShardEvent::TrackMuted { participant: pid, track, muted }),
                     None => ShardOutput::Client(
                         pid,
-                        ClientEvent::Error { code: ErrorCode::NotAllowed, message: format!("no published track on mid {mid}") },
+                        ClientEvent::Error {
+                            code: ErrorCode::NotAllowed,
+                            message: format!("no published track on mid {mid}"),
+                        },
                     ),
                 };
                 self.outputs.push_back(out);
@@ -93,7 +96,9 @@ impl Fabric {
             Event::MediaAdded(m) if m.direction.is_receiving() && !p.down_by_mid.contains_key(&m.mid) => {
                 self.publish(p, slot, m.mid, m.kind.into());
             }
-            Event::MediaChanged(m) if !p.down_by_mid.contains_key(&m.mid) => self.media_changed(p, slot, m.mid, m.direction.is_receiving()),
+            Event::MediaChanged(m) if !p.down_by_mid.contains_key(&m.mid) => {
+                self.media_changed(p, slot, m.mid, m.direction.is_receiving())
+            }
             Event::RtpPacket(rtp) => {
                 self.stats.rtp_in += 1;
                 let Some(mid) = p.rtc.direct_api().stream_rx(&rtp.header.ssrc).map(|s| s.mid()) else { return };
@@ -105,7 +110,7 @@ impl Fabric {
                     timestamp: rtp.header.timestamp,
                     marker: rtp.header.marker,
                     ext_vals: end_to_end_extensions(&rtp.header.ext_vals),
-                    payload: rtp.payload.into(),
+                    payload: rtp.payload,
                     arrival: now,
                 };
                 self.work.push_back(Work::Forward { pkt: Arc::new(pkt), from_remote: false });

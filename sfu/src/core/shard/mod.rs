@@ -364,7 +364,9 @@ impl ShardCore {
                 Work::Gone(slot) => {
                     if let Some(p) = self.peers.get(slot) {
                         let participant = p.id;
-                        self.fabric.outputs.push_back(ShardOutput::Control(ShardEvent::ParticipantGone { participant }));
+                        self.fabric
+                            .outputs
+                            .push_back(ShardOutput::Control(ShardEvent::ParticipantGone { participant }));
                         self.remove(slot);
                     }
                 }
