@@ -7,8 +7,14 @@ load-test harness against each, runs the raw-limit baseline (criterion), and
 prints one table. Needs root, `janus`, a release build
 (`cargo build --release --workspace`).
 
-    sudo benches/compare.py [--duration 10s] [--subscribers 100] [--pacing 0]
+    sudo benches/compare.py [--duration 10s] [--subscribers 100] [--pairs 100] [--pacing 0]
 
+Scenarios: webinar (1 publisher at 1.5 Mb/s, --subscribers viewers),
+conference (--conference peers, all publishing at 1.5 Mb/s) and pairs
+(--pairs two-party rooms, 50 by default so one core of load keeps up, audio + --pairs-kbps video each way: the
+agent/customer call).
+
+SWITCHBOARD_BIN= runs another build of the server (an A/B of two commits).
 --pacing is the load test's: 2.5 (its default) paces video like a browser,
 0 sends every frame as one burst.
 """
@@ -58,6 +64,8 @@ def main():
     ap.add_argument("--duration", default="10s")
     ap.add_argument("--subscribers", type=int, default=100)
     ap.add_argument("--conference", type=int, default=8)
+    ap.add_argument("--pairs", type=int, default=50, help="two-party rooms in the pairs scenario")
+    ap.add_argument("--pairs-kbps", default="500", help="video bitrate each way in the pairs scenario")
     ap.add_argument("--pacing", default="2.5", help="video pacing, multiple of the bitrate; 0 for bursts")
     ap.add_argument("--repeat", type=int, default=1, help="rounds; the table shows each row's median run")
     a = ap.parse_args()
@@ -70,7 +78,8 @@ def main():
     data = tempfile.mkdtemp(prefix="switchboard-bench-")
     out = pathlib.Path(data)
     pin = ["taskset", "-c", SERVER_CPU] if SERVER_CPU else []
-    sb = subprocess.Popen(["ip", "netns", "exec", ns, *pin, str(BIN / "switchboard"), "--http", "127.0.0.1:8080", "--udp-port", "0",
+    server = os.environ.get("SWITCHBOARD_BIN", str(BIN / "switchboard"))
+    sb = subprocess.Popen(["ip", "netns", "exec", ns, *pin, server, "--http", "127.0.0.1:8080", "--udp-port", "0",
                            "--shards", os.environ.get("SHARDS", "1"), "--data-dir", data], stderr=subprocess.DEVNULL)
     try:
         for _ in range(50):
@@ -84,9 +93,14 @@ def main():
         runs = {}
         # Rounds alternate the servers, so a slow patch of the machine hits both.
         for i in range(a.repeat):
-            for scenario, n in (("webinar", peers), ("conference", str(a.conference))):
+            scenarios = (
+                ("webinar", ["--peers", peers]),
+                ("conference", ["--peers", str(a.conference)]),
+                ("pairs", ["--peers", str(2 * a.pairs), "--video-kbps", a.pairs_kbps]),
+            )
+            for scenario, load in scenarios:
                 for target, extra in (("switchboard", sbargs), ("janus", janus)):
-                    r = loadtest(ns, out / f"{target}-{scenario}-{i}.json", scenario, "--peers", n, *extra, *common)
+                    r = loadtest(ns, out / f"{target}-{scenario}-{i}.json", scenario, *load, *extra, *common)
                     runs.setdefault((scenario, target), []).append(r)
         rows = []
         for (scenario, target), rs in runs.items():
@@ -111,7 +125,7 @@ def main():
         inside = f"≤{d['p50']:.0f} / ≤{d['p99']:.0f}" if d else "n/a"
         print(f"| {scenario} | {target} | {s['forwarded_per_cpu_second']:,.0f} | {s['forwarded_per_cpu_second'] / raw:.2f} | "
               f"{r['latency_us']['p50']:.0f} / {r['latency_us']['p99']:.0f} | {inside} | {s['rss_bytes_max'] / 1e6:.1f} | {100 * r['delivery_ratio']:.2f}% |")
-    for scenario in ("webinar", "conference"):
+    for scenario in ("webinar", "conference", "pairs"):
         if (scenario, "janus") in by and by[(scenario, "janus")] > 0:
             print(f"switchboard / Janus, {scenario}: {by[(scenario, 'switchboard')] / by[(scenario, 'janus')]:.2f}x")
 

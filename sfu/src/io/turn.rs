@@ -23,6 +23,11 @@ use crate::core::shard::{ShardCore, ShardOutput, ShardStats};
 pub const RECV_BATCHES: usize = 8;
 /// Commands and media messages taken per loop turn, for the same reason.
 pub const LANE_BUDGET: usize = 1024;
+/// Messages from other shards handled before the legs they wrote to are
+/// drained: a receive batch's worth, so relayed media waits no longer than
+/// local media, and a burst from another shard cannot fill a leg's send
+/// buffer (str0m's holds 1,000 video packets) before it is drained.
+pub const MEDIA_BATCH: usize = 32;
 /// Subscriber legs drained per send: a room of hundreds gets its copies out
 /// in waves instead of all after the last leg is done.
 pub const DRAIN_LEGS: usize = 32;
@@ -76,13 +81,17 @@ impl Driver {
             shutdown |= matches!(cmd, ShardCommand::Shutdown);
             core.handle_command(now, cmd);
         }
-        let mut relayed = false;
-        for _ in 0..LANE_BUDGET {
-            let Some(msg) = io.media() else { break };
-            core.handle_media(now, msg);
-            relayed = true;
-        }
-        if relayed {
+        for _ in 0..LANE_BUDGET / MEDIA_BATCH {
+            let now = io.now();
+            let mut n = 0;
+            while n < MEDIA_BATCH {
+                let Some(msg) = io.media() else { break };
+                core.handle_media(now, msg);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
             // Packets other shards passed on: out now, like a receive batch.
             self.after_input(core, io, now);
         }
