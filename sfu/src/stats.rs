@@ -108,4 +108,10 @@ counters! {
     keyframe_requests,
     data_relayed,
     data_dropped,
+    /// str0m timeouts a participant's own deadline asked for (ICE, RTCP,
+    /// NACK and TWCC timers, pacing): a fixed cost per peer, whatever it forwards.
+    rtc_timer_timeouts,
+    /// str0m timeouts that release packets written on a leg (one per leg
+    /// and receive batch): the per-leg cost of forwarding.
+    rtc_drain_timeouts,
 }

@@ -103,6 +103,12 @@ const SHARD_COUNTERS: &[(&str, &str, Field)] = &[
     ("switchboard_data_messages_dropped_total", "Data channel messages dropped (recipient buffer full)", |s| {
         s.data_dropped
     }),
+    ("switchboard_rtc_timer_timeouts_total", "str0m timeouts a participant's own deadlines asked for", |s| {
+        s.rtc_timer_timeouts
+    }),
+    ("switchboard_rtc_drain_timeouts_total", "str0m timeouts that release packets written on a leg", |s| {
+        s.rtc_drain_timeouts
+    }),
 ];
 
 /// Dropped packets by reason.

@@ -50,6 +50,7 @@ impl ShardCore {
             let gen = self.peers.generation(slot);
             let Some(p) = self.peers.get_mut(slot) else { continue };
             p.written = false;
+            self.fabric.stats.rtc_drain_timeouts += 1;
             if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                 debug!(participant = %p.id, "timeout input: {e}");
             }

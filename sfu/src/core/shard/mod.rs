@@ -219,6 +219,7 @@ impl ShardCore {
                 self.fabric.work.push_back(Work::Gone(slot));
                 continue;
             }
+            self.fabric.stats.rtc_timer_timeouts += 1;
             if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                 debug!(participant = %p.id, "timeout input: {e}");
             }
