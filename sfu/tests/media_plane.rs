@@ -415,3 +415,28 @@ fn a_room_past_its_share_spills_and_still_reaches_everyone() {
     }
     assert!(bed.client(other).data.is_empty(), "another room hears nothing");
 }
+
+/// In a call, a peer's periodic NACK checks and transport-cc feedback ride
+/// on the drains that forwarding does anyway instead of waking it on their
+/// own (str0m asks for ~50 such timeouts per publishing peer per second).
+#[test]
+fn nack_and_feedback_timers_ride_on_forwarding() {
+    let mut bed = Bed::new(1);
+    let (a, b) = (bed.join("call", "agent", AV), bed.join("call", "customer", AV));
+    bed.run(Duration::from_secs(2));
+    let before = bed.shards[0].stats().rtc_timer_timeouts;
+    // Two seconds of audio (every 20 ms) and video (every 10 ms) both ways.
+    for n in 0..200 {
+        for p in [a, b] {
+            bed.send_rtp(p, MediaKind::Video, &payload("v", n));
+            if n % 2 == 0 {
+                bed.send_rtp(p, MediaKind::Audio, &payload("a", n));
+            }
+        }
+        bed.run(Duration::from_millis(10));
+    }
+    let timers = bed.shards[0].stats().rtc_timer_timeouts - before;
+    assert!(bed.client(b).rtp.iter().any(|r| r.payload == payload("v", 199)), "media flowed");
+    // Unabsorbed, this is ~200 (2 peers × 2 s × ~50/s).
+    assert!(timers < 60, "{timers} timer-driven timeouts in 2 s of a two-party call");
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use str0m::media::Mid;
 use str0m::rtp::ExtensionValues;
-use str0m::{Event, IceConnectionState, Output};
+use str0m::{Event, IceConnectionState, Output, Reason};
 use tracing::{debug, info, warn};
 
 use super::{Fabric, ShardOutput, Work};
@@ -23,6 +23,7 @@ impl Fabric {
         loop {
             match p.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
+                    let t = t + timer_slack(p.rtc.last_timeout_reason());
                     p.timeout = t;
                     if p.scheduled.is_none_or(|s| t < s) {
                         p.scheduled = Some(t);
@@ -182,6 +183,24 @@ impl Fabric {
         info!(participant = %p.id, room = %p.room, %track, ?kind, source = source.as_str(), "track published");
         let info = TrackInfo { track, participant: p.id, identity: p.identity.clone(), kind, source, muted: false };
         self.outputs.push_back(ShardOutput::Control(ShardEvent::TrackPublished { track: info }));
+    }
+}
+
+/// How late a participant's own timer may fire. str0m checks for missing
+/// packets every 33 ms and sends transport-cc feedback every 50 ms for each
+/// publishing peer, about 45 full timeouts per peer per second (measured in
+/// pairs). A leg that is forwarded to is drained ~50–100 times a second, and
+/// every drain is a full timeout that does due NACK and feedback work too:
+/// letting these two timers lag a little lets a drain absorb them. 10 ms on
+/// a 33 ms NACK check or 50 ms feedback is well inside what loss repair and
+/// the browser's bandwidth estimation tolerate. Every other timer (ICE,
+/// DTLS, pacing, RTCP reports) keeps its time.
+pub const NACK_TWCC_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn timer_slack(reason: Reason) -> std::time::Duration {
+    match reason {
+        Reason::Nack | Reason::Twcc => NACK_TWCC_SLACK,
+        _ => std::time::Duration::ZERO,
     }
 }
 
