@@ -20,7 +20,7 @@ use crate::io::turn::{Driver, ShardIo};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
@@ -45,6 +45,10 @@ pub struct Client {
     pub rtp: Vec<Received>,
     pub data: Vec<(bool, Vec<u8>)>,
     pub keyframe_requests: usize,
+    /// The rid of each keyframe request received (simulcast publishers).
+    pub keyframe_rids: Vec<Option<String>>,
+    /// Next sequence number and picture id per simulcast layer.
+    pub layer_seq: [u64; 3],
     pub connected: bool,
     /// Next sequence number per kind (index 0 audio, 1 video).
     pub seq: [u64; 2],
@@ -192,12 +196,19 @@ impl Bed {
     /// Joins `identity` to `room` and starts negotiation: the client offers
     /// `publish` (audio and/or video, send-only) and a data channel.
     pub fn join(&mut self, room: &str, identity: &str, publish: &[MediaKind]) -> ParticipantId {
-        self.join_as(room, identity, publish, Permissions { can_publish: true, can_subscribe: true })
+        self.join_as(room, identity, publish, Permissions { can_publish: true, can_subscribe: true }, false)
+    }
+
+    /// Joins a publisher of audio and of video in three simulcast layers
+    /// (rids `q`, `h`, `f`, as the pages send them); see [`Bed::send_layer`].
+    pub fn join_simulcast(&mut self, room: &str, identity: &str) -> ParticipantId {
+        let all = Permissions { can_publish: true, can_subscribe: true };
+        self.join_as(room, identity, &[MediaKind::Audio, MediaKind::Video], all, true)
     }
 
     /// Joins a viewer: a grant without publishing, offering only a data channel.
     pub fn join_viewer(&mut self, room: &str, identity: &str) -> ParticipantId {
-        self.join_as(room, identity, &[], Permissions { can_publish: false, can_subscribe: true })
+        self.join_as(room, identity, &[], Permissions { can_publish: false, can_subscribe: true }, false)
     }
 
     fn join_as(
@@ -206,6 +217,7 @@ impl Bed {
         identity: &str,
         publish: &[MediaKind],
         permissions: Permissions,
+        simulcast: bool,
     ) -> ParticipantId {
         let pid = ParticipantId(self.next_pid);
         self.next_pid += 1;
@@ -222,8 +234,17 @@ impl Bed {
         let mut out = Vec::new();
         let joined = self.rooms.join(pid, req, &mut out);
         let mut api = rtc.sdp_api();
+        let layers = |k: MediaKind| {
+            (simulcast && k == MediaKind::Video).then(|| {
+                let mut s = Simulcast::new();
+                for rid in LAYER_RIDS {
+                    s.add_send_layer(SimulcastLayer::new(rid));
+                }
+                s
+            })
+        };
         let send_mids: Vec<(MediaKind, Mid)> =
-            publish.iter().map(|k| (*k, api.add_media(*k, Direction::SendOnly, None, None, None))).collect();
+            publish.iter().map(|k| (*k, api.add_media(*k, Direction::SendOnly, None, None, layers(*k)))).collect();
         let channel = api.add_channel("room".into());
         let (offer, pending) = api.apply().unwrap();
         self.clients.insert(
@@ -242,6 +263,8 @@ impl Bed {
                 rtp: vec![],
                 data: vec![],
                 keyframe_requests: 0,
+                keyframe_rids: vec![],
+                layer_seq: [0; 3],
                 connected: false,
                 seq: [0, 0],
                 gone: false,
@@ -361,6 +384,27 @@ impl Bed {
         let mut api = c.rtc.direct_api();
         let tx = api.stream_tx_by_mid(mid, None).expect("send stream");
         tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload.to_vec()).marker(true).nackable(true));
+    }
+
+    /// Publishes one single-packet frame on simulcast `layer` (0..3) of
+    /// `pid`'s video: a VP8 payload with its own picture id and TL0PICIDX
+    /// per layer, a keyframe (declaring `LAYER_HEIGHTS`) when `keyframe`.
+    /// Its tag ([`layer_tag`]) is `<rid>:<n>`.
+    pub fn send_layer(&mut self, pid: ParticipantId, layer: usize, keyframe: bool) {
+        let now = self.now;
+        let c = self.clients.get_mut(&pid).unwrap();
+        let mid = c.send_mids.iter().find(|(k, _)| *k == MediaKind::Video).unwrap().1;
+        let pt = c.pt(Codec::Vp8);
+        c.layer_seq[layer] += 1;
+        let n = c.layer_seq[layer];
+        // Layers number their packets and pictures independently.
+        let seq: SeqNo = (n + 1000 * layer as u64 + 7).into();
+        let picture_id = ((n + 5000 * layer as u64) % 32768) as u16;
+        let ts = (n * 3000 + 77_777 * layer as u64) as u32;
+        let payload = vp8_layer_payload(LAYER_RIDS[layer], n, picture_id, keyframe, LAYER_HEIGHTS[layer]);
+        let mut api = c.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, Some(LAYER_RIDS[layer].into())).expect("layer stream");
+        tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload).marker(true).nackable(true));
     }
 
     /// Sends a binary data channel message; false if the client's own
@@ -506,7 +550,10 @@ impl Bed {
                         let mid = c.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid()).unwrap();
                         c.rtp.push(Received { mid, seq: *p.seq_no, payload: p.payload.to_vec() });
                     }
-                    Event::KeyframeRequest(_) => c.keyframe_requests += 1,
+                    Event::KeyframeRequest(r) => {
+                        c.keyframe_requests += 1;
+                        c.keyframe_rids.push(r.rid.map(|r| r.to_string()));
+                    }
                     Event::ChannelData(d) => c.data.push((d.binary, d.data)),
                     _ => {}
                 },
@@ -537,6 +584,38 @@ pub fn payload(tag: &str, n: usize) -> Vec<u8> {
 /// The tag part of a payload made by [`payload`].
 pub fn tag(payload: &[u8]) -> &[u8] {
     payload.get(2..).unwrap_or(&[])
+}
+
+/// The rids [`Bed::join_simulcast`] publishes, lowest layer first.
+pub const LAYER_RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// The height each layer's keyframes declare (width is 16:9).
+pub const LAYER_HEIGHTS: [u16; 3] = [180, 360, 720];
+
+/// Bytes of VP8 descriptor and frame header before a layer payload's tag.
+const VP8_LAYER_HEADER: usize = 16;
+
+/// A VP8 payload: descriptor (X, S, PID 0; 15-bit picture id, TL0PICIDX, TID),
+/// a frame header (a keyframe's declares `height`), then the tag `<rid>:<n>:`.
+pub fn vp8_layer_payload(rid: &str, n: u64, picture_id: u16, keyframe: bool, height: u16) -> Vec<u8> {
+    let mut v = vec![0x90, 0xe0, 0x80 | (picture_id >> 8) as u8, picture_id as u8, n as u8, 0x00];
+    let width = height / 9 * 16;
+    if keyframe {
+        v.extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
+        v.extend_from_slice(&width.to_le_bytes());
+        v.extend_from_slice(&height.to_le_bytes());
+    } else {
+        v.extend_from_slice(&[0x11; 10]);
+    }
+    v.extend(format!("{rid}:{n}:").into_bytes());
+    v.resize(300, 0);
+    v
+}
+
+/// The `<rid>:<n>` of a payload made by [`vp8_layer_payload`].
+pub fn layer_tag(payload: &[u8]) -> String {
+    let rest = String::from_utf8_lossy(payload.get(VP8_LAYER_HEADER..).unwrap_or(&[])).into_owned();
+    rest.split(':').take(2).collect::<Vec<_>>().join(":")
 }
 
 pub fn arc(v: &[u8]) -> Arc<[u8]> {

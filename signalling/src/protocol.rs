@@ -34,7 +34,19 @@ pub enum ClientMsg {
         mid: String,
         muted: bool,
     },
+    /// What the client wants of the video it receives on `mid`.
+    Subscription {
+        mid: String,
+        #[serde(default)]
+        max_height: Option<u32>,
+        #[serde(default = "yes")]
+        enabled: bool,
+    },
     Leave {},
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]

@@ -201,6 +201,7 @@ async fn handle(state: &AppState, pid: ParticipantId, shard: ShardId, msg: Clien
         ClientMsg::Candidate { candidate, .. } if candidate.is_empty() => return, // end of candidates
         ClientMsg::Candidate { candidate, .. } => Signal::Candidate { candidate },
         ClientMsg::Mute { mid, muted } => Signal::Mute { mid, muted },
+        ClientMsg::Subscription { mid, max_height, enabled } => Signal::Subscription { mid, max_height, enabled },
         ClientMsg::Join { .. } => {
             send_error(tx, ErrorCode::AlreadyJoined, "this connection has joined already").await;
             return;

@@ -41,6 +41,15 @@
 
   const $ = (id) => document.getElementById(id);
 
+  // Camera layers, lowest first: rids and scales as LiveKit names them. Chromium
+  // sends as many as the capture resolution allows (all three from 720p).
+  const SIMULCAST = [
+    { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+    { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+    { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1500000 },
+  ];
+  const CAMERA = { width: 1280, height: 720 };
+
   // Starts a call view in `opts.mount`:
   //   token, room        the access token and its room
   //   title              shown in the bar (defaults to the room)
@@ -83,9 +92,37 @@
       $('tiles').append(fig);
       const stream = new MediaStream();
       video.srcObject = stream;
-      t = { fig, video, stream, cap, label };
+      t = { fig, video, stream, cap, label, videoMid: null, visible: true, wishTimer: null };
       state.tiles.set(key, t);
+      resizes.observe(video);
+      sightings.observe(fig);
       return t;
+    }
+
+    // Adaptive stream: each camera tile tells the server how tall it is
+    // drawn, or that nobody sees it (hidden tab, scrolled away), so a
+    // thumbnail costs a thumbnail's simulcast layer and a hidden tile no video.
+    const tileOf = (el) => [...state.tiles.values()].find((t) => t.video === el || t.fig === el);
+    const resizes = new ResizeObserver((entries) => { for (const e of entries) wishSoon(tileOf(e.target)); });
+    const sightings = new IntersectionObserver((entries) => {
+      for (const e of entries) { const t = tileOf(e.target); if (t) { t.visible = e.isIntersecting; wishSoon(t); } }
+    });
+    document.addEventListener('visibilitychange', () => { for (const t of state.tiles.values()) wishSoon(t); });
+    const wishes = new Map(); // mid -> the last subscription sent for it (JSON)
+
+    function wishSoon(t) {
+      if (!t || !t.videoMid || t.wishTimer) return;
+      t.wishTimer = setTimeout(() => { t.wishTimer = null; sendWish(t); }, 200);
+    }
+
+    function sendWish(t) {
+      const h = Math.ceil(t.video.clientHeight * (window.devicePixelRatio || 1));
+      const seen = !document.hidden && t.visible && !t.fig.hidden && h > 0;
+      const wish = seen ? { max_height: h, enabled: true } : { enabled: false };
+      const key = JSON.stringify(wish);
+      if (wishes.get(t.videoMid) === key) return;
+      wishes.set(t.videoMid, key);
+      send({ type: 'subscription', mid: t.videoMid, ...wish });
     }
 
     function removeTile(key) {
@@ -104,6 +141,7 @@
       t.fig.hidden = false;
       for (const old of t.stream.getTracks()) if (old.kind === track.kind && old !== track) t.stream.removeTrack(old);
       if (!t.stream.getTracks().includes(track)) t.stream.addTrack(track);
+      if (track.kind === 'video' && !isScreen(info) && t.videoMid !== mid) { t.videoMid = mid; wishSoon(t); }
       t.video.play().catch(() => setStatus('Click anywhere to enable sound'));
     }
 
@@ -182,7 +220,12 @@
         state.files.onBinary(from, bytes.subarray(1 + n));
       };
       if (joined.can_publish && state.local) {
-        for (const track of state.local.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [state.local] });
+        for (const track of state.local.getTracks()) {
+          // The camera goes out in three simulcast layers; the server sends
+          // each subscriber the one its tile and link need.
+          const sendEncodings = track.kind === 'video' ? SIMULCAST : undefined;
+          pc.addTransceiver(track, { direction: 'sendonly', streams: [state.local], sendEncodings });
+        }
       }
       pc.onnegotiationneeded = negotiate;
       pc.onicecandidate = (e) => { if (e.candidate) send({ type: 'candidate', candidate: e.candidate.candidate, sdpMid: e.candidate.sdpMid }); };
@@ -310,7 +353,7 @@
       $('leave').textContent = opts.leaveLabel || 'Leave';
       for (const b of opts.controls || []) $('extra-controls').append(b);
       try {
-        state.local = opts.stream || await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+        state.local = opts.stream || await navigator.mediaDevices.getUserMedia({ audio: true, video: CAMERA });
         $('local-video').srcObject = state.local;
       } catch (e) {
         setStatus('No camera or microphone; joining to watch only');
@@ -357,8 +400,23 @@
         if (!info) return;
         const o = (out[info.identity] ||= { framesDecoded: 0, videoBytes: 0, audioBytes: 0, screenFramesDecoded: 0 });
         if (s.kind === 'video' && isScreen(info)) o.screenFramesDecoded += s.framesDecoded || 0;
-        else if (s.kind === 'video') { o.framesDecoded += s.framesDecoded || 0; o.videoBytes += s.bytesReceived || 0; }
+        else if (s.kind === 'video') {
+          o.framesDecoded += s.framesDecoded || 0; o.videoBytes += s.bytesReceived || 0;
+          o.frameWidth = s.frameWidth || 0; o.frameHeight = s.frameHeight || 0; o.freezeCount = s.freezeCount || 0;
+        }
         else o.audioBytes += s.bytesReceived || 0;
+      });
+      return out;
+    };
+
+    // Test and debugging hook: per simulcast layer (rid) of our camera, what left.
+    state.outbound = async () => {
+      const out = {};
+      if (!state.pc) return out;
+      (await state.pc.getStats()).forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) {
+          out[s.rid] = { bytesSent: s.bytesSent || 0, frameWidth: s.frameWidth || 0, framesEncoded: s.framesEncoded || 0 };
+        }
       });
       return out;
     };

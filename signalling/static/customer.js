@@ -8,7 +8,7 @@ window.customer = customer;
 
 async function preview() {
   try {
-    customer.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+    customer.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
     $('preview').srcObject = customer.stream;
   } catch (e) {
     $('start-error').textContent = 'No camera or microphone found; you can still call and listen.';

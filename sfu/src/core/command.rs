@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::format::Codec;
-use str0m::rtp::ExtensionValues;
+use str0m::rtp::{ExtensionValues, Vp8Descriptor};
 
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
+use super::layers::Layer;
 pub use crate::error::ErrorCode;
 
 /// What a participant is allowed to do, from its access token's grants.
@@ -43,6 +44,10 @@ pub enum Signal {
     Candidate { candidate: String },
     /// The client muted or unmuted the track it sends on `mid`.
     Mute { mid: String, muted: bool },
+    /// What the client wants of the video it receives on `mid`: at most
+    /// `max_height` lines tall (the smallest layer at least that tall; the top
+    /// layer when `None`), or no video when not `enabled`.
+    Subscription { mid: String, max_height: Option<u32>, enabled: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -186,6 +191,12 @@ pub struct MediaPacket {
     pub ext_vals: ExtensionValues,
     pub payload: Arc<[u8]>,
     pub arrival: Instant,
+    /// Simulcast layer (0 without simulcast).
+    pub layer: Layer,
+    /// The packet starts a keyframe (VP8).
+    pub keyframe: bool,
+    /// Its VP8 payload descriptor, parsed once for every leg's renumbering.
+    pub vp8: Option<Vp8Descriptor>,
 }
 
 /// A data channel message relayed to a room, already tagged with its sender.
@@ -201,9 +212,10 @@ pub struct RoomData {
 #[derive(Debug)]
 pub enum MediaMsg {
     Rtp(Arc<MediaPacket>),
-    /// A subscriber on the sending shard asked for a keyframe of `track`.
+    /// A subscriber on the sending shard asked for a keyframe of `track`'s `layer`.
     KeyframeRequest {
         track: TrackId,
+        layer: Layer,
     },
     Data(Arc<RoomData>),
 }

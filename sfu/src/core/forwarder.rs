@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use str0m::rtp::{Vp8Descriptor, Vp8Patch, Vp8PatchError};
+
 /// Rewrites one source's (extended seq, RTP timestamp) into the leg's space.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -61,6 +63,12 @@ impl Forwarder {
         Some((out_seq, out_ts))
     }
 
+    /// The next packet starts a new run even from the same source (the
+    /// leg paused, and the packets skipped must not leave a gap).
+    pub fn restart(&mut self) {
+        self.source = None;
+    }
+
     fn switch_to(&mut self, source: u64, seq: u64, ts: u32, now: Instant) {
         let next_seq = self.last_out_seq + 1;
         // Advance the timestamp by the wall time since the last packet sent,
@@ -77,6 +85,74 @@ impl Forwarder {
         self.ts_offset = next_ts.wrapping_sub(ts);
         self.source = Some(source);
         self.first_in_seq = seq;
+    }
+}
+
+/// Per-subscriber VP8 picture id and TL0PICIDX rewrite: each simulcast
+/// layer numbers its pictures on its own, so a switch would make the
+/// receiver's frame-reference tracking see a jump. The offsets are chosen at
+/// each switch so the leg's numbering goes on by one.
+#[derive(Debug, Default)]
+pub struct PictureIds {
+    source: Option<u64>,
+    pid_offset: u16,
+    tl0_offset: u8,
+    last_pid: Option<u16>,
+    last_tl0: Option<u8>,
+}
+
+/// Picture ids are 15 bits (Chromium) or 7 bits.
+const PID_MOD: u16 = 1 << 15;
+
+impl PictureIds {
+    /// As [`Forwarder::restart`].
+    pub fn restart(&mut self) {
+        self.source = None;
+    }
+
+    /// The patch that renumbers this packet for the leg (`None`: send as is).
+    pub fn rewrite(&mut self, source: u64, payload: &[u8]) -> Option<Vp8Patch> {
+        let desc = Vp8Descriptor::parse(payload).ok()?;
+        let (pid, tl0) = self.renumber(source, desc.picture_id(), desc.tl0_pic_idx());
+        if self.pid_offset == 0 && self.tl0_offset == 0 {
+            return None;
+        }
+        let build = |pid_mask: u16| {
+            let mut b = desc.patch();
+            if let Some(p) = pid {
+                b = b.picture_id(p & pid_mask);
+            }
+            if let Some(t) = tl0 {
+                b = b.tl0_pic_idx(t);
+            }
+            b.build()
+        };
+        match build(PID_MOD - 1) {
+            Ok(patch) => Some(patch),
+            // A 7-bit picture id: renumber modulo 128.
+            Err(Vp8PatchError::PictureIdTooLarge) => build(0x7f).ok(),
+            Err(_) => None,
+        }
+    }
+
+    /// The leg's (picture id, TL0PICIDX) for a packet of `source`.
+    fn renumber(&mut self, source: u64, pid: Option<u16>, tl0: Option<u8>) -> (Option<u16>, Option<u8>) {
+        if self.source != Some(source) {
+            self.source = Some(source);
+            self.pid_offset = match (self.last_pid, pid) {
+                (Some(last), Some(p)) => last.wrapping_add(1).wrapping_sub(p) % PID_MOD,
+                _ => 0,
+            };
+            self.tl0_offset = match (self.last_tl0, tl0) {
+                (Some(last), Some(t)) => last.wrapping_add(1).wrapping_sub(t),
+                _ => 0,
+            };
+        }
+        let out_pid = pid.map(|p| p.wrapping_add(self.pid_offset) % PID_MOD);
+        let out_tl0 = tl0.map(|t| t.wrapping_add(self.tl0_offset));
+        self.last_pid = out_pid.or(self.last_pid);
+        self.last_tl0 = out_tl0.or(self.last_tl0);
+        (out_pid, out_tl0)
     }
 }
 
@@ -119,5 +195,26 @@ mod tests {
         let b = Forwarder::new(90_000, 2).last_out_seq;
         assert_ne!(a, b);
         assert!(a < MAX_FIRST_SEQ && b < MAX_FIRST_SEQ);
+    }
+
+    #[test]
+    fn picture_ids_continue_across_a_layer_switch() {
+        let mut r = PictureIds::default();
+        assert_eq!(r.renumber(1, Some(1000), Some(7)), (Some(1000), Some(7)), "the first source goes as it is");
+        assert_eq!(r.renumber(1, Some(1001), Some(8)), (Some(1001), Some(8)));
+        // Another layer, numbered on its own.
+        assert_eq!(r.renumber(2, Some(20_000), Some(200)), (Some(1002), Some(9)));
+        assert_eq!(r.renumber(2, Some(20_001), Some(201)), (Some(1003), Some(10)));
+        // Numbers wrap at 2^15 and 2^8.
+        assert_eq!(r.renumber(3, Some(PID_MOD - 1), Some(255)), (Some(1004), Some(11)));
+        assert_eq!(r.renumber(3, Some(0), Some(0)), (Some(1005), Some(12)));
+    }
+
+    #[test]
+    fn a_renumbered_packet_gets_a_patch() {
+        let vp8 = |pid: u16, tl0: u8| vec![0x90, 0xe0, 0x80 | (pid >> 8) as u8, pid as u8, tl0, 0x00, 0x00];
+        let mut r = PictureIds::default();
+        assert!(r.rewrite(1, &vp8(1000, 7)).is_none());
+        assert!(r.rewrite(2, &vp8(5, 1)).is_some());
     }
 }

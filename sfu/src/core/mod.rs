@@ -6,6 +6,7 @@ pub mod demux;
 pub mod forwarder;
 pub mod ids;
 pub mod keyframe;
+pub mod layers;
 pub mod participant;
 pub mod placement;
 pub mod rooms;

@@ -14,14 +14,15 @@ use rustc_hash::FxHashMap;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::rtp::{Extension, ExtensionMap, Ssrc};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::command::TrackInfo;
 use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, Signal};
-use super::forwarder::Forwarder;
+use super::forwarder::{Forwarder, PictureIds};
 use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
+use super::layers::{Layer, LayerChoice, MAX_LAYERS};
 
 /// Subscriptions arriving within this window share one renegotiation: a
 /// publisher's audio and video, or a whole room on join, cost one offer.
@@ -42,6 +43,9 @@ pub struct Published {
     pub codecs: Vec<(Pt, Codec)>,
     /// Whether the track is announced (not stopped by a later offer).
     pub active: bool,
+    /// The rid of each simulcast layer, as its packets arrive (keyframe
+    /// requests for a layer go to its stream).
+    pub rids: [Option<Rid>; MAX_LAYERS],
 }
 
 /// A sending m-line towards this participant. It is keyed by the publisher's
@@ -58,6 +62,9 @@ pub struct DownTrack {
     pub ssrc: Option<Ssrc>,
     pub pts: Vec<(Codec, Pt)>,
     pub forwarder: Forwarder,
+    /// Which simulcast layer goes out, and the subscriber's wishes.
+    pub choice: LayerChoice,
+    pub picture_ids: PictureIds,
 }
 
 struct Wanted {
@@ -235,6 +242,8 @@ impl Participant {
             if let Some(old) = self.down[i].track.replace(track.track) {
                 self.down_by_track.remove(&old);
             }
+            // A new source starts at its keyframe; the subscriber's wishes stay.
+            self.down[i].choice.current = None;
             self.down_by_track.insert(track.track, i);
             return self.down[i].ssrc.map(|_| i);
         }
@@ -279,6 +288,8 @@ impl Participant {
                 ssrc: None,
                 pts: Vec::new(),
                 forwarder: Forwarder::new(clock, self.id.0 << 16 | i as u64),
+                choice: LayerChoice::default(),
+                picture_ids: PictureIds::default(),
             });
             self.down_by_track.insert(track.track, i);
             self.down_by_mid.insert(mid, i);
@@ -326,11 +337,24 @@ impl Participant {
         pubd.codecs.iter().find(|(p, _)| *p == pt).map(|(_, c)| (pubd.track, *c))
     }
 
-    /// Asks the client for a keyframe on a track it publishes.
-    pub fn request_keyframe(&mut self, mid: Mid) {
-        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+    /// Asks the client for a keyframe of `layer` of a track it publishes.
+    pub fn request_keyframe(&mut self, mid: Mid, layer: Layer) {
+        let rid = self.published.get(&mid).and_then(|p| p.rids.get(layer as usize).copied().flatten());
+        if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(KeyframeRequestKind::Pli);
         }
+    }
+
+    /// Applies a `subscription` message to the leg on `mid`; returns its slot.
+    fn set_subscription(&mut self, mid: &str, max_height: Option<u32>, enabled: bool) -> Result<usize, ClientEvent> {
+        let Some(i) = self.down.iter().position(|d| d.mid.to_string() == mid) else {
+            let message = format!("no received track on mid {mid}");
+            return Err(ClientEvent::Error { code: ErrorCode::NotAllowed, message });
+        };
+        let c = &mut self.down[i].choice;
+        c.max_height = max_height;
+        c.enabled = enabled;
+        Ok(i)
     }
 }
 
@@ -378,6 +402,9 @@ pub fn handle_signal(p: &mut Participant, signal: Signal) -> Result<SignalOutcom
         Signal::Answer { sdp } => Ok(SignalOutcome::Ready(p.accept_answer(&sdp)?)),
         Signal::Candidate { candidate } => p.add_candidate(&candidate).map(|_| SignalOutcome::None),
         Signal::Mute { mid, muted } => Ok(SignalOutcome::Mute(mid, muted)),
+        Signal::Subscription { mid, max_height, enabled } => {
+            Ok(SignalOutcome::Subscription(p.set_subscription(&mid, max_height, enabled)?))
+        }
     }
 }
 
@@ -386,6 +413,8 @@ pub enum SignalOutcome {
     Answer(Option<ClientEvent>),
     Ready(Vec<usize>),
     Mute(String, bool),
+    /// The subscriber changed what it wants of the leg in this slot.
+    Subscription(usize),
 }
 
 #[cfg(test)]

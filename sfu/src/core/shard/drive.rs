@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::format::Codec;
 use str0m::media::Mid;
-use str0m::rtp::ExtensionValues;
+use str0m::rtp::{ExtensionValues, Vp8Descriptor};
 use str0m::{Event, IceConnectionState, Output, Reason};
 use tracing::{debug, info, warn};
 
@@ -15,6 +16,7 @@ use super::{Fabric, ShardOutput, Work};
 use crate::core::command::{ClientEvent, ErrorCode, MediaPacket, RoomData, ShardEvent, Signal, TrackInfo};
 use crate::core::demux::Slot;
 use crate::core::ids::{TrackId, TrackKind};
+use crate::core::layers;
 use crate::core::participant::{self, Participant, Published, SignalOutcome};
 
 impl Fabric {
@@ -46,7 +48,7 @@ impl Fabric {
     }
 
     /// A signalling message from `p`'s client.
-    pub(super) fn on_signal(&mut self, p: &mut Participant, signal: Signal) {
+    pub(super) fn on_signal(&mut self, p: &mut Participant, signal: Signal, now: Instant) {
         let pid = p.id;
         match participant::handle_signal(p, signal) {
             Err(ev) => self.outputs.push_back(ShardOutput::Client(pid, ev)),
@@ -56,8 +58,20 @@ impl Fabric {
                 // Fresh legs start with a keyframe (if media already flows).
                 for &i in &slots {
                     if let Some(t) = p.down[i].track.filter(|_| p.connected && p.down[i].kind == TrackKind::Video) {
-                        self.work.push_back(Work::Keyframe(t));
+                        self.work.push_back(Work::Keyframe(t, p.down[i].choice.target));
                     }
+                }
+            }
+            Ok(SignalOutcome::Subscription(i)) => {
+                let d = &mut p.down[i];
+                if !d.choice.enabled {
+                    // Back on later, it starts again at a keyframe.
+                    d.choice.current = None;
+                }
+                let (Some(track), true) = (d.track, d.kind == TrackKind::Video) else { return };
+                let Some(route) = self.routes.get(&track) else { return };
+                if let Some(layer) = d.choice.retarget(&route.layers, now) {
+                    self.work.push_back(Work::Keyframe(track, layer));
                 }
             }
             Ok(SignalOutcome::Mute(mid, muted)) => {
@@ -86,7 +100,7 @@ impl Fabric {
                 // Packets before this were dropped: every ready video leg needs a keyframe.
                 for d in p.down.iter().filter(|d| d.ssrc.is_some() && d.kind == TrackKind::Video) {
                     if let Some(t) = d.track {
-                        self.work.push_back(Work::Keyframe(t));
+                        self.work.push_back(Work::Keyframe(t, d.choice.target));
                     }
                 }
             }
@@ -102,8 +116,20 @@ impl Fabric {
             }
             Event::RtpPacket(rtp) => {
                 self.stats.rtp_in += 1;
-                let Some(mid) = p.rtc.direct_api().stream_rx(&rtp.header.ssrc).map(|s| s.mid()) else { return };
+                let Some((mid, rid)) = p.rtc.direct_api().stream_rx(&rtp.header.ssrc).map(|s| (s.mid(), s.rid()))
+                else {
+                    return;
+                };
                 let Some((track, codec)) = p.published_codec(mid, rtp.header.payload_type) else { return };
+                let layer = match rid {
+                    None => 0,
+                    Some(_) => p.rtc.media(mid).map_or(0, |m| layers::layer_of(rid, m.rids_rx())),
+                };
+                if let Some(pubd) = p.published.get_mut(&mid) {
+                    pubd.rids[layer as usize] = rid;
+                }
+                let vp8 = (codec == Codec::Vp8).then(|| Vp8Descriptor::parse(&rtp.payload).ok()).flatten();
+                let keyframe = vp8.is_some_and(|d| d.starts_keyframe(&rtp.payload));
                 let pkt = MediaPacket {
                     track,
                     codec,
@@ -113,13 +139,18 @@ impl Fabric {
                     ext_vals: end_to_end_extensions(&rtp.header.ext_vals),
                     payload: rtp.payload,
                     arrival: now,
+                    layer,
+                    keyframe,
+                    vp8,
                 };
                 self.work.push_back(Work::Forward { pkt: Arc::new(pkt), from_remote: false });
             }
             Event::KeyframeRequest(req) => {
                 self.stats.keyframe_requests_in += 1;
-                if let Some(track) = p.down_by_mid.get(&req.mid).and_then(|i| p.down[*i].track) {
-                    self.work.push_back(Work::Keyframe(track));
+                if let Some(d) = p.down_by_mid.get(&req.mid).map(|i| &p.down[*i]) {
+                    if let Some(track) = d.track {
+                        self.work.push_back(Work::Keyframe(track, d.choice.current.unwrap_or(d.choice.target)));
+                    }
                 }
             }
             Event::ChannelOpen(cid, label) => {
@@ -178,7 +209,7 @@ impl Fabric {
         self.next_track += 1;
         let source = p.source_of(mid, kind);
         let codecs = p.negotiated_codecs(mid);
-        p.published.insert(mid, Published { track, kind, source, codecs, active: true });
+        p.published.insert(mid, Published { track, kind, source, codecs, active: true, rids: Default::default() });
         self.routes.entry(track).publisher = Some((slot, mid));
         info!(participant = %p.id, room = %p.room, %track, ?kind, source = source.as_str(), "track published");
         let info = TrackInfo { track, participant: p.id, identity: p.identity.clone(), kind, source, muted: false };

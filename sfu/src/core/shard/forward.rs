@@ -10,24 +10,37 @@ use str0m::rtp::RtpWrite;
 use str0m::Input;
 use tracing::debug;
 
+use str0m::format::Codec;
+
 use super::{Fabric, ShardCore};
 use crate::core::command::{MediaMsg, MediaPacket};
+use crate::core::layers::{vp8_keyframe_size, Pass, MAX_LAYERS};
 use crate::core::participant::Participant;
 
 impl ShardCore {
     pub(super) fn forward(&mut self, pkt: Arc<MediaPacket>, from_remote: bool, now: Instant) {
         let Fabric { routes, media_out, written, written_at, stats, .. } = &mut self.fabric;
-        let Some(route) = routes.get(&pkt.track) else { return };
+        let Some(route) = routes.get_mut(&pkt.track) else { return };
         if !from_remote {
             for shard in &route.remote_shards {
                 media_out.push_back((*shard, MediaMsg::Rtp(pkt.clone())));
             }
         }
+        let video = pkt.codec == Codec::Vp8;
+        if video {
+            let size = if pkt.keyframe { vp8_keyframe_size(&pkt.payload) } else { None };
+            route.layers.on_packet(pkt.layer, size, now);
+        }
+        let simulcast = video && route.layers.is_simulcast();
         for &slot in &route.subscribers {
             let Some(p) = self.peers.get_mut(slot) else { continue };
-            if !write_rtp(p, &pkt, now) {
-                stats.dropped_not_ready += 1;
-                continue;
+            match write_rtp(p, &pkt, simulcast, now) {
+                Written::Yes => {}
+                Written::NotReady => {
+                    stats.dropped_not_ready += 1;
+                    continue;
+                }
+                Written::OtherLayer => continue,
             }
             stats.rtp_forwarded += 1;
             // Drained after the receive batch (`drain_written`), not per
@@ -65,24 +78,48 @@ impl ShardCore {
     }
 }
 
-/// Writes one packet on a subscriber's leg; false if the leg is not ready.
-fn write_rtp(p: &mut Participant, pkt: &MediaPacket, now: Instant) -> bool {
+enum Written {
+    Yes,
+    NotReady,
+    /// Not the simulcast layer this leg gets (or the subscriber turned it off).
+    OtherLayer,
+}
+
+/// Writes one packet on a subscriber's leg, if it is ready and wants this
+/// packet's layer.
+fn write_rtp(p: &mut Participant, pkt: &MediaPacket, simulcast: bool, now: Instant) -> Written {
     if !p.connected {
-        return false;
+        return Written::NotReady;
     }
-    let Some(&i) = p.down_by_track.get(&pkt.track) else { return false };
+    let Some(&i) = p.down_by_track.get(&pkt.track) else { return Written::NotReady };
     let d = &mut p.down[i];
     let (Some(ssrc), Some(pt)) = (d.ssrc, d.pts.iter().find(|(c, _)| *c == pkt.codec).map(|(_, pt)| *pt)) else {
-        return false;
+        return Written::NotReady;
     };
-    let Some((seq, ts)) = d.forwarder.rewrite(pkt.track.0, pkt.seq_no, pkt.timestamp, now) else { return false };
+    let video = pkt.codec == Codec::Vp8;
+    match video.then(|| d.choice.pass(pkt.layer, pkt.keyframe, simulcast)) {
+        Some(Pass::Skip) => return Written::OtherLayer,
+        Some(Pass::Switched) => {
+            d.forwarder.restart();
+            d.picture_ids.restart();
+        }
+        Some(Pass::Forward) | None => {}
+    }
+    // Each layer is its own source: a switch renumbers from the leg's last packet.
+    let source = pkt.track.0.wrapping_mul(MAX_LAYERS as u64).wrapping_add(u64::from(pkt.layer));
+    let Some((seq, ts)) = d.forwarder.rewrite(source, pkt.seq_no, pkt.timestamp, now) else {
+        return Written::NotReady;
+    };
+    let patch = if video { d.picture_ids.rewrite(source, &pkt.payload) } else { None };
     let mut api = p.rtc.direct_api();
-    let Some(tx) = api.stream_tx(&ssrc) else { return false };
-    tx.write_rtp(
-        RtpWrite::new(pt, seq.into(), ts, pkt.arrival, pkt.payload.clone())
-            .marker(pkt.marker)
-            .ext_vals(pkt.ext_vals.clone())
-            .nackable(true),
-    );
-    true
+    let Some(tx) = api.stream_tx(&ssrc) else { return Written::NotReady };
+    let mut w = RtpWrite::new(pt, seq.into(), ts, pkt.arrival, pkt.payload.clone())
+        .marker(pkt.marker)
+        .ext_vals(pkt.ext_vals.clone())
+        .nackable(true);
+    if let Some(patch) = patch {
+        w = w.vp8_patch(patch);
+    }
+    tx.write_rtp(w);
+    Written::Yes
 }

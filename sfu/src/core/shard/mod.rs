@@ -37,7 +37,8 @@ use self::routes::{KeyframeTarget, Routes};
 use self::slots::Slots;
 use super::command::{ClientEvent, JoinRequest, MediaMsg, MediaPacket, RoomData, ShardCommand, ShardEvent, TrackInfo};
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
-use super::ids::{ParticipantId, ShardId, TrackId};
+use super::ids::{ParticipantId, ShardId, TrackId, TrackKind};
+use super::layers::{Layer, LAYER_EVAL_INTERVAL};
 use super::participant::{self, Participant, CONNECT_TIMEOUT};
 use super::timer::Timers;
 pub use crate::stats::ShardStats;
@@ -56,7 +57,7 @@ pub enum ShardOutput {
 /// Work that touches participants other than the one being drained.
 enum Work {
     Forward { pkt: Arc<MediaPacket>, from_remote: bool },
-    Keyframe(TrackId),
+    Keyframe(TrackId, Layer),
     Data { msg: Arc<RoomData>, from_remote: bool },
     Gone(Slot),
 }
@@ -79,6 +80,9 @@ struct Fabric {
     outputs: VecDeque<ShardOutput>,
     media_out: VecDeque<(ShardId, MediaMsg)>,
     stats: ShardStats,
+    /// When subscribers' simulcast layers are next re-evaluated; `None`
+    /// while nobody here subscribes to anything.
+    layers_due: Option<Instant>,
 }
 
 pub struct ShardCore {
@@ -109,6 +113,7 @@ impl ShardCore {
                 outputs: VecDeque::new(),
                 media_out: VecDeque::new(),
                 stats: ShardStats::default(),
+                layers_due: None,
             },
         }
     }
@@ -146,7 +151,7 @@ impl ShardCore {
     /// When `handle_timeout` should next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
         let f = &self.fabric;
-        [f.timers.next(), f.routes.next_keyframe_due(), f.written_at].into_iter().flatten().min()
+        [f.timers.next(), f.routes.next_keyframe_due(), f.written_at, f.layers_due].into_iter().flatten().min()
     }
 
     // ---- input -------------------------------------------------------------
@@ -225,16 +230,41 @@ impl ShardCore {
             }
             self.drive(slot, now);
         }
-        while let Some(track) = self.fabric.routes.pop_due_keyframe(now) {
-            self.deliver_keyframe_request(track, now);
+        while let Some((track, layer)) = self.fabric.routes.pop_due_keyframe(now) {
+            self.deliver_keyframe_request(track, layer, now);
+        }
+        if self.fabric.layers_due.is_some_and(|t| t <= now) {
+            self.retarget_layers(now);
         }
         self.run_work(now);
+    }
+
+    /// Moves every subscriber's simulcast target to the best layer that is
+    /// active and fits its wishes, asking for keyframes where that changed.
+    fn retarget_layers(&mut self, now: Instant) {
+        let f = &mut self.fabric;
+        let mut any = false;
+        for (track, route) in f.routes.iter() {
+            for &slot in &route.subscribers {
+                any = true;
+                let Some(p) = self.peers.get_mut(slot) else { continue };
+                let Some(&i) = p.down_by_track.get(track) else { continue };
+                let d = &mut p.down[i];
+                if d.kind != TrackKind::Video || d.ssrc.is_none() {
+                    continue;
+                }
+                if let Some(layer) = d.choice.retarget(&route.layers, now) {
+                    f.work.push_back(Work::Keyframe(*track, layer));
+                }
+            }
+        }
+        f.layers_due = any.then_some(now + LAYER_EVAL_INTERVAL);
     }
 
     pub fn handle_media(&mut self, now: Instant, msg: MediaMsg) {
         let work = match msg {
             MediaMsg::Rtp(pkt) => Work::Forward { pkt, from_remote: true },
-            MediaMsg::KeyframeRequest { track } => Work::Keyframe(track),
+            MediaMsg::KeyframeRequest { track, layer } => Work::Keyframe(track, layer),
             MediaMsg::Data(msg) => Work::Data { msg, from_remote: true },
         };
         self.fabric.work.push_back(work);
@@ -317,7 +347,7 @@ impl ShardCore {
     fn signal(&mut self, now: Instant, pid: ParticipantId, signal: super::command::Signal) {
         let Some(slot) = self.peers.slot_of(pid) else { return };
         let Some(p) = self.peers.get_mut(slot) else { return };
-        self.fabric.on_signal(p, signal);
+        self.fabric.on_signal(p, signal, now);
         self.drive(slot, now);
         self.offer_if_needed(slot);
     }
@@ -328,11 +358,17 @@ impl ShardCore {
         let Some(p) = self.peers.get_mut(slot) else { return };
         let f = &mut self.fabric;
         let id = track.track;
-        let is_video = track.kind == super::ids::TrackKind::Video;
-        let ready = p.subscribe(track).is_some();
+        let is_video = track.kind == TrackKind::Video;
+        let ready = p.subscribe(track);
         f.routes.add_subscriber(id, slot, (publisher_shard != f.id).then_some(publisher_shard));
-        if ready && p.connected && is_video {
-            f.work.push_back(Work::Keyframe(id));
+        f.layers_due.get_or_insert(now + LAYER_EVAL_INTERVAL);
+        if let (Some(i), true, true) = (ready, p.connected, is_video) {
+            let choice = &mut p.down[i].choice;
+            // Aim at what flows now, if this shard has seen the track.
+            if let Some(route) = f.routes.get(&id) {
+                choice.retarget(&route.layers, now);
+            }
+            f.work.push_back(Work::Keyframe(id, choice.target));
         }
         if p.offer_due.is_none() {
             let due = now + participant::OFFER_BATCH;
@@ -360,7 +396,7 @@ impl ShardCore {
         while let Some(w) = self.fabric.work.pop_front() {
             match w {
                 Work::Forward { pkt, from_remote } => self.forward(pkt, from_remote, now),
-                Work::Keyframe(track) => self.send_keyframe_request(track, now),
+                Work::Keyframe(track, layer) => self.send_keyframe_request(track, layer, now),
                 Work::Data { msg, from_remote } => self.relay_data(msg, from_remote, now),
                 Work::Gone(slot) => {
                     if let Some(p) = self.peers.get(slot) {
@@ -377,22 +413,22 @@ impl ShardCore {
 
     /// A subscriber wants a keyframe: merged per track when the publisher
     /// is here, passed on to its shard otherwise.
-    fn send_keyframe_request(&mut self, track: TrackId, now: Instant) {
-        match self.fabric.routes.keyframe_request(track, now) {
-            KeyframeTarget::Local => self.deliver_keyframe_request(track, now),
+    fn send_keyframe_request(&mut self, track: TrackId, layer: Layer, now: Instant) {
+        match self.fabric.routes.keyframe_request(track, layer, now) {
+            KeyframeTarget::Local => self.deliver_keyframe_request(track, layer, now),
             KeyframeTarget::Remote(shard) => {
-                self.fabric.media_out.push_back((shard, MediaMsg::KeyframeRequest { track }))
+                self.fabric.media_out.push_back((shard, MediaMsg::KeyframeRequest { track, layer }))
             }
             KeyframeTarget::Merged | KeyframeTarget::None => {}
         }
     }
 
     /// Queues a PLI on the local publisher's leg, past the throttle.
-    fn deliver_keyframe_request(&mut self, track: TrackId, now: Instant) {
+    fn deliver_keyframe_request(&mut self, track: TrackId, layer: Layer, now: Instant) {
         let Some((slot, mid)) = self.fabric.routes.get(&track).and_then(|r| r.publisher) else { return };
         self.fabric.stats.keyframe_requests += 1;
         if let Some(p) = self.peers.get_mut(slot) {
-            p.request_keyframe(mid);
+            p.request_keyframe(mid, layer);
             self.drive(slot, now);
         }
     }

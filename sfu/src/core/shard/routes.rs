@@ -13,6 +13,7 @@ use str0m::media::Mid;
 use crate::core::demux::Slot;
 use crate::core::ids::{ShardId, TrackId};
 use crate::core::keyframe::KeyframeThrottle;
+use crate::core::layers::{Layer, LayerStats, MAX_LAYERS};
 
 #[derive(Default)]
 pub struct Route {
@@ -22,7 +23,9 @@ pub struct Route {
     pub publisher: Option<(Slot, Mid)>,
     /// Shard of a remote publisher, to send keyframe requests to.
     pub publisher_shard: Option<ShardId>,
-    keyframes: KeyframeThrottle,
+    /// Its simulcast layers as seen here (video only).
+    pub layers: LayerStats,
+    keyframes: [KeyframeThrottle; MAX_LAYERS],
 }
 
 /// Where a keyframe request for a track must go.
@@ -39,12 +42,20 @@ pub enum KeyframeTarget {
 #[derive(Default)]
 pub struct Routes {
     by_track: FxHashMap<TrackId, Route>,
-    keyframes_due: BinaryHeap<Reverse<(Instant, TrackId)>>,
+    keyframes_due: BinaryHeap<Reverse<(Instant, TrackId, Layer)>>,
 }
 
 impl Routes {
     pub fn get(&self, track: &TrackId) -> Option<&Route> {
         self.by_track.get(track)
+    }
+
+    pub fn get_mut(&mut self, track: &TrackId) -> Option<&mut Route> {
+        self.by_track.get_mut(track)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&TrackId, &Route)> {
+        self.by_track.iter()
     }
 
     pub fn entry(&mut self, track: TrackId) -> &mut Route {
@@ -78,18 +89,20 @@ impl Routes {
         self.by_track.retain(|_, r| r.publisher.is_some() || !r.subscribers.is_empty() || !r.remote_shards.is_empty());
     }
 
-    /// A subscriber asked for a keyframe of `track`: merged per track (see
-    /// [`KeyframeThrottle`]) when the publisher is here.
-    pub fn keyframe_request(&mut self, track: TrackId, now: Instant) -> KeyframeTarget {
+    /// A subscriber asked for a keyframe of `track`'s `layer`: merged per
+    /// track and layer (see [`KeyframeThrottle`]) when the publisher is here.
+    pub fn keyframe_request(&mut self, track: TrackId, layer: Layer, now: Instant) -> KeyframeTarget {
         let Some(route) = self.by_track.get_mut(&track) else { return KeyframeTarget::None };
+        let layer = layer.min(MAX_LAYERS as Layer - 1);
         match (route.publisher, route.publisher_shard) {
             (Some(_), _) => {
-                let waiting = route.keyframes.due().is_some();
-                if route.keyframes.request(now) {
+                let throttle = &mut route.keyframes[layer as usize];
+                let waiting = throttle.due().is_some();
+                if throttle.request(now) {
                     return KeyframeTarget::Local;
                 }
-                if let (false, Some(due)) = (waiting, route.keyframes.due()) {
-                    self.keyframes_due.push(Reverse((due, track)));
+                if let (false, Some(due)) = (waiting, throttle.due()) {
+                    self.keyframes_due.push(Reverse((due, track, layer)));
                 }
                 KeyframeTarget::Merged
             }
@@ -100,19 +113,19 @@ impl Routes {
 
     /// When the earliest merged request is due.
     pub fn next_keyframe_due(&self) -> Option<Instant> {
-        self.keyframes_due.peek().map(|Reverse((t, _))| *t)
+        self.keyframes_due.peek().map(|Reverse((t, _, _))| *t)
     }
 
-    /// A track whose merged request is due at `now`, if any.
-    pub fn pop_due_keyframe(&mut self, now: Instant) -> Option<TrackId> {
-        while let Some(&Reverse((at, track))) = self.keyframes_due.peek() {
+    /// A track and layer whose merged request is due at `now`, if any.
+    pub fn pop_due_keyframe(&mut self, now: Instant) -> Option<(TrackId, Layer)> {
+        while let Some(&Reverse((at, track, layer))) = self.keyframes_due.peek() {
             if at > now {
                 return None;
             }
             self.keyframes_due.pop();
             // `poll` opens a new window; false for an entry already served.
-            if self.by_track.get_mut(&track).is_some_and(|r| r.keyframes.poll(now)) {
-                return Some(track);
+            if self.by_track.get_mut(&track).is_some_and(|r| r.keyframes[layer as usize].poll(now)) {
+                return Some((track, layer));
             }
         }
         None

@@ -1,0 +1,205 @@
+//! Simulcast through real shards and str0m peers, in memory: a publisher
+//! sends three layers (180, 360, 720 lines); each subscriber gets one, the
+//! smallest active layer that fills the height it asked for (the top one
+//! when it asked nothing), switched only at a keyframe of the new layer,
+//! with sequence numbers and VP8 picture ids that go on by one.
+
+use std::time::Duration;
+
+use sfu::core::command::ShardCommand;
+use sfu::testbed::{layer_tag, Bed, LAYER_RIDS};
+use sfu::{ClientEvent, ParticipantId, Signal, TrackKind};
+use str0m::media::Mid;
+use str0m::rtp::Vp8Descriptor;
+
+const FRAME: Duration = Duration::from_millis(33);
+
+/// A simulcast publisher's client: sends a frame on each of its active
+/// layers every 33 ms, a keyframe on a layer when it was asked for one.
+struct Publisher {
+    pid: ParticipantId,
+    active: [bool; 3],
+    want_key: [bool; 3],
+    requests_seen: usize,
+}
+
+impl Publisher {
+    fn new(pid: ParticipantId) -> Self {
+        Publisher { pid, active: [true; 3], want_key: [true; 3], requests_seen: 0 }
+    }
+
+    fn frames(&mut self, bed: &mut Bed, d: Duration) {
+        for _ in 0..(d.as_millis() / FRAME.as_millis()) {
+            let rids = &bed.client(self.pid).keyframe_rids;
+            for rid in &rids[self.requests_seen..] {
+                match rid.as_deref().and_then(|r| LAYER_RIDS.iter().position(|l| *l == r)) {
+                    Some(l) => self.want_key[l] = true,
+                    None => self.want_key = [true; 3],
+                }
+            }
+            self.requests_seen = rids.len();
+            for l in 0..3 {
+                if self.active[l] {
+                    bed.send_layer(self.pid, l, std::mem::take(&mut self.want_key[l]));
+                }
+            }
+            bed.run(FRAME);
+        }
+    }
+}
+
+/// The mid on which `sub` receives `publisher`'s video.
+fn video_mid(bed: &Bed, sub: ParticipantId, publisher: &str) -> Mid {
+    let c = bed.client(sub);
+    let mid = c
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Offer { mids, .. } => {
+                mids.iter().find(|m| &*m.identity == publisher && m.kind == TrackKind::Video).map(|m| m.mid.clone())
+            }
+            _ => None,
+        })
+        .next()
+        .expect("offered the publisher's video");
+    Mid::from(mid.as_str())
+}
+
+/// (rid, seq, picture id) of the video `sub` received, in arrival order.
+fn video_received(bed: &Bed, sub: ParticipantId, mid: Mid) -> Vec<(String, u64, u16)> {
+    bed.client(sub)
+        .rtp
+        .iter()
+        .filter(|r| r.mid == mid)
+        .map(|r| {
+            let rid = layer_tag(&r.payload).split(':').next().unwrap_or("").to_string();
+            let pid = Vp8Descriptor::parse(&r.payload).ok().and_then(|d| d.picture_id()).expect("picture id");
+            (rid, r.seq, pid)
+        })
+        .collect()
+}
+
+fn subscription(bed: &mut Bed, sub: ParticipantId, mid: Mid, max_height: Option<u32>, enabled: bool) {
+    let shard = bed.client(sub).shard;
+    let signal = Signal::Subscription { mid: mid.to_string(), max_height, enabled };
+    bed.command(shard, ShardCommand::Signal { participant: sub, signal });
+}
+
+/// A room with a simulcast publisher and `n` subscribers, media flowing.
+fn room(shards: usize, n: usize) -> (Bed, Publisher, Vec<ParticipantId>) {
+    let mut bed = Bed::with_spill_at(shards, 1);
+    let publisher = bed.join_simulcast("r", "pub");
+    let subs: Vec<_> = (0..n).map(|i| bed.join("r", &format!("sub{i}"), &[])).collect();
+    bed.run(Duration::from_secs(2));
+    assert!(bed.client(publisher).connected && subs.iter().all(|s| bed.client(*s).connected));
+    (bed, Publisher::new(publisher), subs)
+}
+
+/// Sequence numbers and picture ids go on by exactly one per packet.
+fn assert_continuous(got: &[(String, u64, u16)]) {
+    for w in got.windows(2) {
+        assert_eq!(w[1].1, w[0].1 + 1, "seq continues across {} -> {}", w[0].0, w[1].0);
+        assert_eq!(w[1].2, (w[0].2 + 1) % 32768, "picture id continues across {} -> {}", w[0].0, w[1].0);
+    }
+}
+
+#[test]
+fn a_subscriber_gets_only_the_top_layer() {
+    for shards in [1, 2] {
+        let (mut bed, mut publisher, subs) = room(shards, 1);
+        publisher.frames(&mut bed, Duration::from_secs(2));
+        let mid = video_mid(&bed, subs[0], "pub");
+        let got = video_received(&bed, subs[0], mid);
+        assert!(got.len() > 40, "video flows ({shards} shards): {}", got.len());
+        let last: Vec<_> = got[got.len() - 20..].iter().map(|g| g.0.as_str()).collect();
+        assert!(last.iter().all(|r| *r == "f"), "top layer only ({shards} shards): {last:?}");
+        let lower = got.iter().filter(|g| g.0 != "f").count();
+        assert!(lower <= 10, "no more than the start on a lower layer: {lower}");
+        assert_continuous(&got);
+    }
+}
+
+#[test]
+fn a_small_tile_switches_down_at_a_keyframe_and_back_up() {
+    for shards in [1, 2] {
+        let (mut bed, mut publisher, subs) = room(shards, 2);
+        publisher.frames(&mut bed, Duration::from_secs(2));
+        let mid = video_mid(&bed, subs[0], "pub");
+        subscription(&mut bed, subs[0], mid, Some(180), true);
+        publisher.frames(&mut bed, Duration::from_secs(1));
+        let got = video_received(&bed, subs[0], mid);
+        let tail: Vec<_> = got[got.len() - 15..].iter().map(|g| g.0.as_str()).collect();
+        assert!(tail.iter().all(|r| *r == "q"), "low layer for a 180-line tile ({shards} shards): {tail:?}");
+        assert_continuous(&got);
+        // The other subscriber asked for nothing and keeps the top layer.
+        let other_mid = video_mid(&bed, subs[1], "pub");
+        let other = video_received(&bed, subs[1], other_mid);
+        assert_eq!(other.last().unwrap().0, "f");
+
+        subscription(&mut bed, subs[0], mid, None, true);
+        publisher.frames(&mut bed, Duration::from_secs(1));
+        let got = video_received(&bed, subs[0], mid);
+        assert_eq!(got.last().unwrap().0, "f", "back to the top layer ({shards} shards)");
+        assert_continuous(&got);
+    }
+}
+
+#[test]
+fn switching_asks_the_publisher_for_a_keyframe_of_the_new_layer_only() {
+    let (mut bed, mut publisher, subs) = room(1, 1);
+    publisher.frames(&mut bed, Duration::from_secs(2));
+    let mid = video_mid(&bed, subs[0], "pub");
+    let before = bed.client(publisher.pid).keyframe_rids.len();
+    subscription(&mut bed, subs[0], mid, Some(300), true);
+    publisher.frames(&mut bed, Duration::from_millis(500));
+    let asked: Vec<_> = bed.client(publisher.pid).keyframe_rids[before..].to_vec();
+    assert_eq!(asked, vec![Some("h".to_string())], "one request, for the middle layer");
+    let got = video_received(&bed, subs[0], mid);
+    assert_eq!(got.last().unwrap().0, "h");
+}
+
+#[test]
+fn when_the_top_layer_stops_the_subscriber_falls_back_to_the_next() {
+    let (mut bed, mut publisher, subs) = room(1, 1);
+    publisher.frames(&mut bed, Duration::from_secs(2));
+    // The publisher's encoder drops its top layer (bandwidth or CPU).
+    publisher.active[2] = false;
+    publisher.frames(&mut bed, Duration::from_secs(2));
+    let mid = video_mid(&bed, subs[0], "pub");
+    let got = video_received(&bed, subs[0], mid);
+    assert_eq!(got.last().unwrap().0, "h", "falls back to the middle layer");
+    assert_continuous(&got);
+    // It comes back: so does the subscriber.
+    publisher.active[2] = true;
+    publisher.want_key[2] = true;
+    publisher.frames(&mut bed, Duration::from_secs(1));
+    let got = video_received(&bed, subs[0], mid);
+    assert_eq!(got.last().unwrap().0, "f");
+    assert_continuous(&got);
+}
+
+#[test]
+fn a_subscriber_that_turns_video_off_receives_none_until_it_turns_it_on() {
+    let (mut bed, mut publisher, subs) = room(1, 1);
+    publisher.frames(&mut bed, Duration::from_secs(1));
+    let mid = video_mid(&bed, subs[0], "pub");
+    subscription(&mut bed, subs[0], mid, None, false);
+    bed.run(Duration::from_millis(100));
+    let before = video_received(&bed, subs[0], mid).len();
+    publisher.frames(&mut bed, Duration::from_secs(1));
+    assert_eq!(video_received(&bed, subs[0], mid).len(), before, "no video while off");
+    subscription(&mut bed, subs[0], mid, None, true);
+    publisher.frames(&mut bed, Duration::from_secs(1));
+    let got = video_received(&bed, subs[0], mid);
+    assert!(got.len() > before + 10, "video again once on");
+    assert_eq!(got.last().unwrap().0, "f");
+    assert_continuous(&got);
+}
+
+#[test]
+fn a_subscription_for_an_unknown_mid_is_refused_with_an_error() {
+    let (mut bed, _publisher, subs) = room(1, 1);
+    subscription(&mut bed, subs[0], Mid::from("99"), Some(100), true);
+    bed.run(Duration::from_millis(50));
+    assert!(bed.client(subs[0]).has_event(|e| matches!(e, ClientEvent::Error { .. })));
+}
