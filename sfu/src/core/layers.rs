@@ -247,14 +247,10 @@ impl LayerChoice {
     /// the budget down at once and up only after the budget has stayed
     /// higher for [`UPGRADE_HOLD`]. The leg's layer is then the highest
     /// active one, up to its wish, whose measured rate fits; when not even
-    /// the lowest fits, the track pauses. A track without simulcast has no
-    /// lower layer to go to and is never held back: it takes what it sends.
+    /// the lowest fits, the track pauses.
     pub fn allocate(&mut self, stats: &LayerStats, budget: u64, now: Instant) -> u64 {
         if !self.enabled {
             return 0;
-        }
-        if !stats.is_simulcast() {
-            return stats.bitrate(0, now);
         }
         let allowed = match self.allowed {
             Some(a) if budget < a => {
@@ -465,19 +461,5 @@ mod tests {
         let (s, later) = flowing(now + UPGRADE_HOLD);
         c.allocate(&s, 300_000, later);
         assert!(!c.paused);
-    }
-
-    #[test]
-    fn a_track_without_simulcast_is_never_paused() {
-        let t0 = Instant::now();
-        let mut s = LayerStats::default();
-        for i in 0..30u64 {
-            s.on_packet(0, 6000, None, t0 + Duration::from_millis(i * 33));
-        }
-        let now = t0 + Duration::from_millis(990);
-        let mut c = LayerChoice::default();
-        assert!(c.allocate(&s, 100_000, now) > 1_000_000, "it takes what it sends");
-        assert!(!c.paused);
-        assert_eq!(c.pass(0, false, false), Pass::Switched);
     }
 }
