@@ -114,7 +114,4 @@ counters! {
     /// str0m timeouts that release packets written on a leg (one per leg
     /// and receive batch): the per-leg cost of forwarding.
     rtc_drain_timeouts,
-    /// Further str0m timeouts due at once while draining: its pacer (on with
-    /// bandwidth estimation) releases one packet per timeout.
-    rtc_pacer_timeouts,
 }

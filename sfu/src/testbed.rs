@@ -47,9 +47,8 @@ pub struct Client {
     pub keyframe_requests: usize,
     /// The rid of each keyframe request received (simulcast publishers).
     pub keyframe_rids: Vec<Option<String>>,
-    /// Packets and frames sent per simulcast layer.
+    /// Next sequence number and picture id per simulcast layer.
     pub layer_seq: [u64; 3],
-    pub layer_frames: [u64; 3],
     pub connected: bool,
     /// Next sequence number per kind (index 0 audio, 1 video).
     pub seq: [u64; 2],
@@ -60,40 +59,6 @@ pub struct Client {
     pub held: Vec<String>,
     /// RTP datagrams towards this client to lose on the way (a lossy link).
     pub lose_rtp: usize,
-    /// The link from the server to this client; `None`: unlimited.
-    pub downlink: Option<Link>,
-}
-
-/// A rate-limited link with a drop-tail queue, in virtual time: a datagram
-/// leaves once those before it have (at `rate` bits/s) and is dropped when
-/// it would wait longer than `max_queue`.
-pub struct Link {
-    pub rate: u64,
-    pub max_queue: Duration,
-    free_at: Option<Instant>,
-    queue: VecDeque<(Instant, Transmit)>,
-}
-
-impl Link {
-    pub fn new(rate: u64, max_queue: Duration) -> Self {
-        Link { rate, max_queue, free_at: None, queue: VecDeque::new() }
-    }
-
-    /// Queues `t` at `now`; false if the queue is full (the datagram is lost).
-    fn push(&mut self, t: Transmit, now: Instant) -> bool {
-        let start = self.free_at.map_or(now, |f| f.max(now));
-        if start.saturating_duration_since(now) > self.max_queue {
-            return false;
-        }
-        let done = start + Duration::from_secs_f64(t.contents.len() as f64 * 8.0 / self.rate as f64);
-        self.free_at = Some(done);
-        self.queue.push_back((done, t));
-        true
-    }
-
-    fn next(&self) -> Option<Instant> {
-        self.queue.front().map(|(at, _)| *at)
-    }
 }
 
 impl Client {
@@ -300,14 +265,12 @@ impl Bed {
                 keyframe_requests: 0,
                 keyframe_rids: vec![],
                 layer_seq: [0; 3],
-                layer_frames: [0; 3],
                 connected: false,
                 seq: [0, 0],
                 gone: false,
                 hold_offers: false,
                 held: vec![],
                 lose_rtp: 0,
-                downlink: None,
             },
         );
         self.dispatch(out);
@@ -424,35 +387,24 @@ impl Bed {
     }
 
     /// Publishes one single-packet frame on simulcast `layer` (0..3) of
-    /// `pid`'s video; see [`Bed::send_layer_frame`].
+    /// `pid`'s video: a VP8 payload with its own picture id and TL0PICIDX
+    /// per layer, a keyframe (declaring `LAYER_HEIGHTS`) when `keyframe`.
+    /// Its tag ([`layer_tag`]) is `<rid>:<n>`.
     pub fn send_layer(&mut self, pid: ParticipantId, layer: usize, keyframe: bool) {
-        self.send_layer_frame(pid, layer, keyframe, 1);
-    }
-
-    /// Publishes one frame of `packets` packets (300 bytes each) on
-    /// simulcast `layer` (0..3) of `pid`'s video: VP8 payloads with the
-    /// layer's own sequence numbers, picture ids and TL0PICIDX, a keyframe
-    /// (declaring `LAYER_HEIGHTS`) when `keyframe`. Each packet's tag
-    /// ([`layer_tag`]) is `<rid>:<n>`, `n` counting the layer's packets.
-    pub fn send_layer_frame(&mut self, pid: ParticipantId, layer: usize, keyframe: bool, packets: usize) {
         let now = self.now;
         let c = self.clients.get_mut(&pid).unwrap();
         let mid = c.send_mids.iter().find(|(k, _)| *k == MediaKind::Video).unwrap().1;
         let pt = c.pt(Codec::Vp8);
-        c.layer_frames[layer] += 1;
-        let frame = c.layer_frames[layer];
+        c.layer_seq[layer] += 1;
+        let n = c.layer_seq[layer];
         // Layers number their packets and pictures independently.
-        let picture_id = ((frame + 5000 * layer as u64) % 32768) as u16;
-        let ts = (frame * 3000 + 77_777 * layer as u64) as u32;
-        for i in 0..packets {
-            c.layer_seq[layer] += 1;
-            let n = c.layer_seq[layer];
-            let seq: SeqNo = (n + 1000 * layer as u64 + 7).into();
-            let payload = vp8_layer_payload(LAYER_RIDS[layer], n, picture_id, i == 0, keyframe, LAYER_HEIGHTS[layer]);
-            let mut api = c.rtc.direct_api();
-            let tx = api.stream_tx_by_mid(mid, Some(LAYER_RIDS[layer].into())).expect("layer stream");
-            tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload).marker(i + 1 == packets).nackable(true));
-        }
+        let seq: SeqNo = (n + 1000 * layer as u64 + 7).into();
+        let picture_id = ((n + 5000 * layer as u64) % 32768) as u16;
+        let ts = (n * 3000 + 77_777 * layer as u64) as u32;
+        let payload = vp8_layer_payload(LAYER_RIDS[layer], n, picture_id, keyframe, LAYER_HEIGHTS[layer]);
+        let mut api = c.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, Some(LAYER_RIDS[layer].into())).expect("layer stream");
+        tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload).marker(true).nackable(true));
     }
 
     /// Sends a binary data channel message; false if the client's own
@@ -482,7 +434,6 @@ impl Bed {
                 .values()
                 .filter(|c| !c.gone)
                 .map(|c| c.timeout)
-                .chain(self.clients.values().filter_map(|c| c.downlink.as_ref().and_then(Link::next)))
                 .chain(self.shards.iter().filter_map(|s| s.next_timeout()))
                 .min()
                 .unwrap_or(end)
@@ -494,7 +445,6 @@ impl Bed {
             }
             self.now = next;
             let now = self.now;
-            self.deliver_links();
             for c in self.clients.values_mut().filter(|c| !c.gone && c.timeout <= now) {
                 c.rtc.handle_input(Input::Timeout(now)).unwrap();
             }
@@ -550,12 +500,14 @@ impl Bed {
                 c.lose_rtp -= 1;
                 continue;
             }
-            if let Some(link) = &mut c.downlink {
-                link.push(t, now);
-                continue;
-            }
+            let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+            // A refused datagram (e.g. DTLS receive queue full in a
+            // burst) is a lost packet, as on a real network.
+            let _ = c.rtc.handle_input(Input::Receive(now, r));
+            // str0m's contract: drain after every input (in RTP mode
+            // it holds one received packet until polled).
             let pid = c.pid;
-            self.receive(pid, &t);
+            self.drain_client(pid);
         }
         for (to, msg) in handed {
             self.io[to].media.push_back(msg);
@@ -571,35 +523,6 @@ impl Bed {
             }
         }
         moved
-    }
-
-    /// Hands clients what their downlinks delivered by now.
-    fn deliver_links(&mut self) {
-        let now = self.now;
-        let pids: Vec<ParticipantId> = self.clients.keys().copied().collect();
-        for pid in pids {
-            loop {
-                let c = self.clients.get_mut(&pid).unwrap();
-                let Some(link) = c.downlink.as_mut().filter(|l| l.next().is_some_and(|t| t <= now)) else { break };
-                let (_, t) = link.queue.pop_front().unwrap();
-                if !c.gone {
-                    self.receive(pid, &t);
-                }
-            }
-        }
-    }
-
-    /// Client `pid` receives datagram `t` now.
-    fn receive(&mut self, pid: ParticipantId, t: &Transmit) {
-        let now = self.now;
-        let c = self.clients.get_mut(&pid).unwrap();
-        let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-        // A refused datagram (e.g. DTLS receive queue full in a burst) is
-        // a lost packet, as on a real network.
-        let _ = c.rtc.handle_input(Input::Receive(now, r));
-        // str0m's contract: drain after every input (in RTP mode it holds
-        // one received packet until polled).
-        self.drain_client(pid);
     }
 
     /// Polls one client until it asks for a timeout; its datagrams go to
@@ -672,14 +595,12 @@ pub const LAYER_HEIGHTS: [u16; 3] = [180, 360, 720];
 /// Bytes of VP8 descriptor and frame header before a layer payload's tag.
 const VP8_LAYER_HEADER: usize = 16;
 
-/// A VP8 payload: descriptor (X, S when `start`, PID 0; 15-bit picture id,
-/// TL0PICIDX, TID), a frame header when `start` (a keyframe's declares
-/// `height`; filler otherwise), then the tag `<rid>:<n>:`.
-pub fn vp8_layer_payload(rid: &str, n: u64, picture_id: u16, start: bool, keyframe: bool, height: u16) -> Vec<u8> {
-    let b0 = if start { 0x90 } else { 0x80 };
-    let mut v = vec![b0, 0xe0, 0x80 | (picture_id >> 8) as u8, picture_id as u8, picture_id as u8, 0x00];
+/// A VP8 payload: descriptor (X, S, PID 0; 15-bit picture id, TL0PICIDX, TID),
+/// a frame header (a keyframe's declares `height`), then the tag `<rid>:<n>:`.
+pub fn vp8_layer_payload(rid: &str, n: u64, picture_id: u16, keyframe: bool, height: u16) -> Vec<u8> {
+    let mut v = vec![0x90, 0xe0, 0x80 | (picture_id >> 8) as u8, picture_id as u8, n as u8, 0x00];
     let width = height / 9 * 16;
-    if keyframe && start {
+    if keyframe {
         v.extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
         v.extend_from_slice(&width.to_le_bytes());
         v.extend_from_slice(&height.to_le_bytes());

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use sfu::core::command::ShardCommand;
-use sfu::testbed::{layer_tag, Bed, Link, LAYER_RIDS};
+use sfu::testbed::{layer_tag, Bed, LAYER_RIDS};
 use sfu::{ClientEvent, ParticipantId, Signal, TrackKind};
 use str0m::media::Mid;
 use str0m::rtp::Vp8Descriptor;
@@ -21,13 +21,11 @@ struct Publisher {
     active: [bool; 3],
     want_key: [bool; 3],
     requests_seen: usize,
-    /// Packets (300 bytes) per frame on each layer.
-    packets: [usize; 3],
 }
 
 impl Publisher {
     fn new(pid: ParticipantId) -> Self {
-        Publisher { pid, active: [true; 3], want_key: [true; 3], requests_seen: 0, packets: [1; 3] }
+        Publisher { pid, active: [true; 3], want_key: [true; 3], requests_seen: 0 }
     }
 
     fn frames(&mut self, bed: &mut Bed, d: Duration) {
@@ -42,8 +40,7 @@ impl Publisher {
             self.requests_seen = rids.len();
             for l in 0..3 {
                 if self.active[l] {
-                    let key = std::mem::take(&mut self.want_key[l]);
-                    bed.send_layer_frame(self.pid, l, key, self.packets[l]);
+                    bed.send_layer(self.pid, l, std::mem::take(&mut self.want_key[l]));
                 }
             }
             bed.run(FRAME);
@@ -205,42 +202,4 @@ fn a_subscription_for_an_unknown_mid_is_refused_with_an_error() {
     subscription(&mut bed, subs[0], Mid::from("99"), Some(100), true);
     bed.run(Duration::from_millis(50));
     assert!(bed.client(subs[0]).has_event(|e| matches!(e, ClientEvent::Error { .. })));
-}
-
-/// Layers of about 80, 240 and 640 kb/s on the wire (1, 3 and 8 packets of
-/// 300 bytes per frame at 30 frames a second).
-const REAL_RATES: [usize; 3] = [1, 3, 8];
-
-#[test]
-fn each_subscriber_settles_on_the_layer_its_link_carries() {
-    let (mut bed, mut publisher, subs) = room(1, 3);
-    publisher.packets = REAL_RATES;
-    // sub0: no limit; sub1: 450 kb/s; sub2: 150 kb/s, below the low layer
-    // once audio's share is set aside.
-    bed.clients.get_mut(&subs[1]).unwrap().downlink = Some(Link::new(450_000, Duration::from_millis(300)));
-    bed.clients.get_mut(&subs[2]).unwrap().downlink = Some(Link::new(150_000, Duration::from_millis(300)));
-    publisher.frames(&mut bed, Duration::from_secs(15));
-    let tail = |bed: &Bed, sub: ParticipantId| -> Vec<String> {
-        let got = video_received(bed, sub, video_mid(bed, sub, "pub"));
-        got[got.len().saturating_sub(20)..].iter().map(|g| g.0.clone()).collect()
-    };
-    let (t0, t1) = (tail(&bed, subs[0]), tail(&bed, subs[1]));
-    assert!(t0.iter().all(|r| r == "f"), "the unlimited link gets the top layer: {t0:?}");
-    assert!(t1.iter().all(|r| r == "h"), "the 450 kb/s link gets the middle layer: {t1:?}");
-    let paused = |bed: &Bed, sub| bed.client(sub).has_event(|e| matches!(e, ClientEvent::TrackPaused { .. }));
-    assert!(paused(&bed, subs[2]), "the 150 kb/s link is told its video paused");
-    let before = video_received(&bed, subs[2], video_mid(&bed, subs[2], "pub")).len();
-    publisher.frames(&mut bed, Duration::from_secs(2));
-    assert_eq!(video_received(&bed, subs[2], video_mid(&bed, subs[2], "pub")).len(), before, "no video while paused");
-
-    // The limits go: both climb to the top layer and the pause ends.
-    for s in &subs[1..] {
-        bed.clients.get_mut(s).unwrap().downlink = None;
-    }
-    publisher.frames(&mut bed, Duration::from_secs(15));
-    assert!(bed.client(subs[2]).has_event(|e| matches!(e, ClientEvent::TrackResumed { .. })), "video resumed");
-    for s in &subs {
-        let t = tail(&bed, *s);
-        assert!(t.iter().all(|r| r == "f"), "{} back on the top layer: {t:?}", bed.client(*s).identity);
-    }
 }

@@ -109,11 +109,6 @@ const SHARD_COUNTERS: &[(&str, &str, Field)] = &[
     ("switchboard_rtc_drain_timeouts_total", "str0m timeouts that release packets written on a leg", |s| {
         s.rtc_drain_timeouts
     }),
-    (
-        "switchboard_rtc_pacer_timeouts_total",
-        "Further str0m timeouts due at once while draining (one per paced packet)",
-        |s| s.rtc_pacer_timeouts,
-    ),
 ];
 
 /// Dropped packets by reason.

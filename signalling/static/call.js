@@ -274,14 +274,6 @@
           if (t) t.cap.textContent = msg.identity + (msg.muted ? ' (muted)' : '');
           break;
         }
-        case 'track_paused':
-        case 'track_resumed': {
-          // The link cannot carry even the lowest layer: say so on the tile
-          // instead of leaving a frozen frame.
-          const t = [...state.tiles.values()].find((x) => x.videoMid === msg.mid);
-          if (t) t.fig.classList.toggle('paused', msg.type === 'track_paused');
-          break;
-        }
         case 'error': setStatus(`Error: ${msg.message}`); console.warn('server error', msg); break;
         case 'closed': finish(msg); break;
       }
@@ -411,7 +403,6 @@
         else if (s.kind === 'video') {
           o.framesDecoded += s.framesDecoded || 0; o.videoBytes += s.bytesReceived || 0;
           o.frameWidth = s.frameWidth || 0; o.frameHeight = s.frameHeight || 0; o.freezeCount = s.freezeCount || 0;
-          o.framesReceived = s.framesReceived || 0;
         }
         else o.audioBytes += s.bytesReceived || 0;
       });

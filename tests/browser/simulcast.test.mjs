@@ -93,11 +93,7 @@ test('viewers decode the simulcast layer their tile needs; a hidden tile gets no
   const h0 = await stats(small);
   await sleep(3000);
   const h1 = await stats(small);
-  // Nothing but the bandwidth estimator's padding (str0m keeps a floor of
-  // about 50 kb/s on a leg) reaches it: no frames.
-  console.log(`hidden tile: ${h1.framesReceived - h0.framesReceived} frames, ${h1.videoBytes - h0.videoBytes} B in 3 s`);
-  assert.equal(h1.framesReceived, h0.framesReceived, 'no video frames for a hidden tile');
-  assert.ok(h1.videoBytes - h0.videoBytes < 20000, 'at most padding on its m-line');
+  assert.equal(h1.videoBytes, h0.videoBytes, 'no video for a hidden tile');
   assert.ok(h1.audioBytes > h0.audioBytes, 'audio keeps flowing');
   // Shown again: video comes back.
   await tileHeight(small, 90);

@@ -48,13 +48,7 @@ struct Seen {
     /// From the last keyframe's VP8 header.
     width: u16,
     height: u16,
-    /// Payload bytes in the current and the previous rate window.
-    bytes: [u64; 2],
-    window_start: Option<Instant>,
 }
-
-/// Layer bitrates are measured over two such windows (about a second).
-const RATE_WINDOW: Duration = Duration::from_millis(500);
 
 /// One published video track's layers as seen on this shard (from the
 /// packets it forwards; no state crosses shards).
@@ -64,37 +58,13 @@ pub struct LayerStats {
 }
 
 impl LayerStats {
-    /// Counts one packet of `layer` (`bytes` of payload); `size` is the
-    /// resolution a keyframe declares.
-    pub fn on_packet(&mut self, layer: Layer, bytes: usize, size: Option<(u16, u16)>, now: Instant) {
+    /// Counts one packet of `layer`; `size` is the resolution a keyframe declares.
+    pub fn on_packet(&mut self, layer: Layer, size: Option<(u16, u16)>, now: Instant) {
         let Some(s) = self.layers.get_mut(layer as usize) else { return };
         s.last_packet = Some(now);
         if let Some((w, h)) = size {
             (s.width, s.height) = (w, h);
         }
-        match s.window_start {
-            Some(t) if now < t + RATE_WINDOW => {}
-            Some(t) if now < t + 2 * RATE_WINDOW => {
-                s.bytes = [0, s.bytes[0]];
-                s.window_start = Some(t + RATE_WINDOW);
-            }
-            _ => {
-                s.bytes = [0, 0];
-                s.window_start = Some(now);
-            }
-        }
-        s.bytes[0] += bytes as u64;
-    }
-
-    /// What `layer` has been sending, in bits per second, over about the
-    /// last second (0 when idle).
-    pub fn bitrate(&self, layer: Layer, now: Instant) -> u64 {
-        let Some(s) = self.layers.get(layer as usize) else { return 0 };
-        let Some(start) = s.window_start.filter(|_| self.is_active(layer, now)) else { return 0 };
-        // The current window so far plus the whole previous one.
-        let span = now.saturating_duration_since(start) + if s.bytes[1] > 0 { RATE_WINDOW } else { Duration::ZERO };
-        let span = span.max(Duration::from_millis(100)).as_secs_f64();
-        ((s.bytes[0] + s.bytes[1]) as f64 * 8.0 / span) as u64
     }
 
     pub fn is_active(&self, layer: Layer, now: Instant) -> bool {
@@ -158,14 +128,6 @@ pub struct LayerChoice {
     pub enabled: bool,
     /// When a keyframe of `target` was last asked for, while switching.
     asked_at: Option<Instant>,
-    /// The highest layer the leg's bandwidth estimate carries (`None`: no
-    /// estimate, no limit).
-    cap: Option<Layer>,
-    /// The rate this track may use, and since when the budget was higher.
-    allowed: Option<u64>,
-    higher_since: Option<Instant>,
-    /// Not even the lowest layer fits the estimate: no video for now.
-    pub paused: bool,
 }
 
 impl Default for LayerChoice {
@@ -176,10 +138,6 @@ impl Default for LayerChoice {
             max_height: None,
             enabled: true,
             asked_at: None,
-            cap: None,
-            allowed: None,
-            higher_since: None,
-            paused: false,
         }
     }
 }
@@ -198,7 +156,7 @@ impl LayerChoice {
     /// Without simulcast (one layer seen) everything goes out; with it, a
     /// leg starts or switches only at a keyframe of its target.
     pub fn pass(&mut self, layer: Layer, keyframe: bool, simulcast: bool) -> Pass {
-        if !self.enabled || self.paused {
+        if !self.enabled {
             return Pass::Skip;
         }
         if self.current == Some(layer) {
@@ -216,15 +174,10 @@ impl LayerChoice {
     /// layer to ask a keyframe of: a new target, or one whose keyframe has
     /// not come a second after it was asked for (the request was lost).
     pub fn retarget(&mut self, stats: &LayerStats, now: Instant) -> Option<Layer> {
-        if !self.enabled || self.paused {
+        if !self.enabled {
             return None;
         }
-        let wanted = stats.best_for(self.max_height, now)?;
-        // The highest active layer at or below both the wish and the cap.
-        let best = match self.cap {
-            Some(cap) if cap < wanted => (0..=cap).rev().find(|l| stats.is_active(*l, now)).unwrap_or(0),
-            _ => wanted,
-        };
+        let best = stats.best_for(self.max_height, now)?;
         let changed = best != self.target;
         self.target = best;
         if self.current == Some(best) {
@@ -240,55 +193,6 @@ impl LayerChoice {
         }
     }
 }
-
-impl LayerChoice {
-    /// Shares `budget` (bits per second left of the leg's estimate) with
-    /// this track; returns what it takes. The rate the track may use follows
-    /// the budget down at once and up only after the budget has stayed
-    /// higher for [`UPGRADE_HOLD`]. The leg's layer is then the highest
-    /// active one, up to its wish, whose measured rate fits; when not even
-    /// the lowest fits, the track pauses.
-    pub fn allocate(&mut self, stats: &LayerStats, budget: u64, now: Instant) -> u64 {
-        if !self.enabled {
-            return 0;
-        }
-        let allowed = match self.allowed {
-            Some(a) if budget < a => {
-                self.higher_since = None;
-                budget
-            }
-            Some(a) if budget > a => {
-                let since = *self.higher_since.get_or_insert(now);
-                if now.saturating_duration_since(since) >= UPGRADE_HOLD {
-                    self.higher_since = None;
-                    budget
-                } else {
-                    a
-                }
-            }
-            Some(a) => a,
-            None => budget,
-        };
-        self.allowed = Some(allowed);
-        let Some(wanted) = stats.best_for(self.max_height, now) else { return 0 };
-        let rate = |l: Layer| stats.bitrate(l, now) * HEADROOM_PERCENT / 100;
-        let fits = (0..=wanted).rev().find(|l| stats.is_active(*l, now) && rate(*l) <= allowed);
-        let was_paused = self.paused;
-        self.cap = Some(fits.unwrap_or(0));
-        self.paused = fits.is_none();
-        if self.paused && !was_paused {
-            self.current = None;
-        }
-        fits.map_or(0, rate)
-    }
-}
-
-/// The budget must have stayed higher this long before a track may use
-/// more of it: estimates swing, and each switch costs a keyframe.
-pub const UPGRADE_HOLD: Duration = Duration::from_secs(3);
-
-/// A layer fits when its measured rate plus this margin (percent) does.
-const HEADROOM_PERCENT: u64 = 110;
 
 /// A switch still waiting this long for its keyframe asks again.
 const SWITCH_RETRY: Duration = Duration::from_secs(1);
@@ -330,7 +234,7 @@ mod tests {
     fn stats_with(now: Instant, sizes: &[Option<(u16, u16)>]) -> LayerStats {
         let mut s = LayerStats::default();
         for (l, size) in sizes.iter().enumerate() {
-            s.on_packet(l as Layer, 1000, *size, now);
+            s.on_packet(l as Layer, *size, now);
         }
         s
     }
@@ -360,8 +264,8 @@ mod tests {
         let t0 = Instant::now();
         let mut s = stats_with(t0, &[Some((320, 180)), Some((640, 360)), Some((1280, 720))]);
         let t1 = t0 + LAYER_IDLE + Duration::from_millis(1);
-        s.on_packet(0, 100, None, t1);
-        s.on_packet(1, 100, None, t1);
+        s.on_packet(0, None, t1);
+        s.on_packet(1, None, t1);
         assert_eq!(s.best_for(None, t1), Some(1));
     }
 
@@ -409,57 +313,5 @@ mod tests {
         assert_eq!(layer_of(Some("f".into()), &any), 2);
         let listed = Rids::Specific(vec!["lo".into(), "hi".into()]);
         assert_eq!(layer_of(Some("hi".into()), &listed), 1);
-    }
-
-    /// Layers sending about 150, 500 and 1,500 kb/s for a second, from `t0`.
-    fn flowing(t0: Instant) -> (LayerStats, Instant) {
-        let mut s = LayerStats::default();
-        let rates = [150_000u64, 500_000, 1_500_000];
-        for i in 0..30u64 {
-            let t = t0 + Duration::from_millis(i * 33);
-            for (l, r) in rates.iter().enumerate() {
-                let size = (i == 0).then_some((320 << l, 180 << l));
-                s.on_packet(l as Layer, (*r / 8 / 30) as usize, size, t);
-            }
-        }
-        (s, t0 + Duration::from_millis(990))
-    }
-
-    #[test]
-    fn the_estimate_caps_the_layer_at_once_and_lifts_it_after_a_hold() {
-        let (s, now) = flowing(Instant::now());
-        assert!((1_300_000..1_700_000).contains(&s.bitrate(2, now)), "{}", s.bitrate(2, now));
-        let mut c = LayerChoice::default();
-        c.allocate(&s, 2_000_000, now);
-        assert_eq!(c.retarget(&s, now), Some(2));
-        c.allocate(&s, 700_000, now);
-        assert_eq!(c.retarget(&s, now), Some(1), "down at once");
-        c.allocate(&s, 2_000_000, now);
-        assert_eq!(c.retarget(&s, now), None, "not up yet");
-        let (s, later) = flowing(now + UPGRADE_HOLD - Duration::from_millis(990));
-        c.allocate(&s, 2_000_000, later);
-        assert_eq!(c.retarget(&s, later), Some(2), "up after holding");
-        // A wish for less needs no hold to be met, nor does a wish for more
-        // within what the budget already allowed.
-        c.max_height = Some(180);
-        c.allocate(&s, 2_000_000, later);
-        assert_eq!(c.retarget(&s, later), Some(0));
-        c.max_height = None;
-        c.allocate(&s, 2_000_000, later);
-        assert_eq!(c.retarget(&s, later), Some(2));
-    }
-
-    #[test]
-    fn below_the_lowest_layer_the_track_pauses_and_resumes() {
-        let (s, now) = flowing(Instant::now());
-        let mut c = LayerChoice::default();
-        assert_eq!(c.allocate(&s, 100_000, now), 0);
-        assert!(c.paused);
-        assert_eq!(c.pass(0, true, true), Pass::Skip);
-        c.allocate(&s, 300_000, now + Duration::from_millis(10));
-        assert!(c.paused, "resumes only after the hold");
-        let (s, later) = flowing(now + UPGRADE_HOLD);
-        c.allocate(&s, 300_000, later);
-        assert!(!c.paused);
     }
 }

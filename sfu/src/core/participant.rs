@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
-use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, Mid, Pt, Rid};
-use str0m::rtp::Ssrc;
+use str0m::rtp::{Extension, ExtensionMap, Ssrc};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::command::TrackInfo;
@@ -112,38 +111,41 @@ pub struct Participant {
     pub nacks_seen: HashMap<Mid, (u64, u64)>,
     /// RTP was written on one of our legs and awaits the shard's drain.
     pub written: bool,
-    /// str0m's estimate of what we can send this participant (bits/s).
-    pub estimate: Option<u64>,
-    /// What we last told str0m's estimator we would like to send.
-    pub desired: u64,
 }
 
 /// The codecs every leg negotiates: forwarding without transcoding needs all
 /// participants to share them, and Opus + VP8 work in every WebRTC browser.
-/// Every leg runs send-side bandwidth estimation (transport-cc feedback from
-/// the client): the estimate decides which simulcast layer it can carry.
-pub fn rtc_config() -> RtcConfig {
-    RtcConfig::new()
+/// A participant that may not publish only receives from us: it gets no
+/// transport-cc or abs-send-time, whose only use is bandwidth estimation of
+/// what the client sends (we run none on what we send), so its client sends
+/// no TWCC feedback and str0m keeps no per-packet send record for it.
+pub fn rtc_config(can_publish: bool) -> RtcConfig {
+    let config = RtcConfig::new()
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
-        .enable_bwe(Some(BWE_START))
         // str0m's default (128 KiB) would refuse relayed data long before
         // our own per-recipient bound does.
         .set_sctp_max_buffered_amount(super::shard::MAX_DATA_BUFFERED)
         // Per-leg stats once in a while, for the NACK counters.
-        .set_stats_interval(Some(STATS_INTERVAL))
+        .set_stats_interval(Some(STATS_INTERVAL));
+    if can_publish {
+        return config;
+    }
+    let mut exts = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if !matches!(ext, Extension::TransportSequenceNumber | Extension::AbsoluteSendTime) {
+            exts.set(id, ext.clone());
+        }
+    }
+    config.set_extension_map(exts)
 }
-
-/// Where a leg's bandwidth estimate starts: the middle layer fits, so a new
-/// subscriber sees video at once and probing finds out whether more fits.
-pub const BWE_START: Bitrate = Bitrate::kbps(800);
 
 impl Participant {
     pub fn new(id: ParticipantId, req: JoinRequest, candidate: SocketAddr, now: Instant) -> Self {
-        let mut rtc = rtc_config().build(now);
+        let mut rtc = rtc_config(req.permissions.can_publish).build(now);
         // Invariant: a host candidate for a concrete UDP socket address is always valid.
         let c = Candidate::host(candidate, "udp").expect("host candidate");
         rtc.add_local_candidate(c);
@@ -170,8 +172,6 @@ impl Participant {
             offer_due: None,
             nacks_seen: HashMap::new(),
             written: false,
-            estimate: None,
-            desired: 0,
         }
     }
 
@@ -206,12 +206,7 @@ impl Participant {
         let mut ready = Vec::with_capacity(slots.len());
         for i in slots {
             let mid = self.down[i].mid;
-            // Forwarded media goes out as it comes (the publisher paced it
-            // already); the pacer only spaces out probes and padding.
-            let ssrc = self.rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| {
-                s.set_unpaced(true);
-                s.ssrc()
-            });
+            let ssrc = self.rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| s.ssrc());
             let pts = self.negotiated_codecs(mid).into_iter().map(|(pt, c)| (c, pt)).collect();
             let d = &mut self.down[i];
             d.ssrc = ssrc;

@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::media::Mid;
 use str0m::rtp::{ExtensionValues, Vp8Descriptor};
-use str0m::{Event, IceConnectionState, Input, Output, PacerReason, Reason};
+use str0m::{Event, IceConnectionState, Output, Reason};
 use tracing::{debug, info, warn};
 
 use super::{Fabric, ShardOutput, Work};
@@ -23,27 +22,10 @@ use crate::core::participant::{self, Participant, Published, SignalOutcome};
 impl Fabric {
     /// Drains `p` (in `slot`, generation `gen`) to its next `Output::Timeout`.
     pub(super) fn drive(&mut self, p: &mut Participant, slot: Slot, gen: u32, now: Instant) {
-        let mut due_again = 0;
         loop {
             match p.rtc.poll_output() {
-                // str0m's pacer (on with bandwidth estimation) releases one
-                // packet per timeout and asks for the next one at once.
-                // (It asks for "now + 1 µs".)
-                Ok(Output::Timeout(_))
-                    if due_again < MAX_DUE_AGAIN
-                        && p.rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Immediate) =>
-                {
-                    due_again += 1;
-                    self.stats.rtc_pacer_timeouts += 1;
-                    if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
-                        debug!(participant = %p.id, "timeout input: {e}");
-                    }
-                }
                 Ok(Output::Timeout(t)) => {
-                    // A deadline already due right after draining (str0m's
-                    // pacer can ask for one with nothing to send) runs a
-                    // moment later, so the shard never spins on one instant.
-                    let t = (t + timer_slack(p.rtc.last_timeout_reason())).max(now + MIN_TIMER_STEP);
+                    let t = t + timer_slack(p.rtc.last_timeout_reason());
                     p.timeout = t;
                     if p.scheduled.is_none_or(|s| t < s) {
                         p.scheduled = Some(t);
@@ -181,7 +163,6 @@ impl Fabric {
                 self.work.push_back(Work::Data { msg: Arc::new(msg), from_remote: false });
             }
             Event::ChannelClose(cid) if p.channel == Some(cid) => p.channel = None,
-            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => p.estimate = Some(estimate.as_u64()),
             // NACKs this client sent us (as a subscriber), cumulative per m-line.
             Event::MediaEgressStats(s) => {
                 let seen = p.nacks_seen.entry(s.mid).or_default();
@@ -243,22 +224,13 @@ impl Fabric {
 /// every drain is a full timeout that does due NACK and feedback work too:
 /// letting these two timers lag a little lets a drain absorb them. 10 ms on
 /// a 33 ms NACK check or 50 ms feedback is well inside what loss repair and
-/// the browser's bandwidth estimation tolerate. The same holds for our own
-/// estimator's delay control, which runs every 25 ms on every leg. Every
-/// other timer (ICE, DTLS, pacing, RTCP reports) keeps its time.
+/// the browser's bandwidth estimation tolerate. Every other timer (ICE,
+/// DTLS, pacing, RTCP reports) keeps its time.
 pub const NACK_TWCC_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// Due-now timeouts handled in one drive before the rest waits a moment
-/// (a video frame is up to ~40 packets; more than this is a str0m timer
-/// asking for "now" with nothing to do).
-const MAX_DUE_AGAIN: usize = 64;
-
-/// The earliest a participant's next timer runs after a drain.
-const MIN_TIMER_STEP: std::time::Duration = std::time::Duration::from_millis(1);
 
 fn timer_slack(reason: Reason) -> std::time::Duration {
     match reason {
-        Reason::Nack | Reason::Twcc | Reason::BweDelayControl => NACK_TWCC_SLACK,
+        Reason::Nack | Reason::Twcc => NACK_TWCC_SLACK,
         _ => std::time::Duration::ZERO,
     }
 }

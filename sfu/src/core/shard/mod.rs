@@ -28,7 +28,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::bwe::Bitrate;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::Input;
 use tracing::{debug, info};
@@ -36,19 +35,13 @@ use tracing::{debug, info};
 pub use self::data::tag_data;
 use self::routes::{KeyframeTarget, Routes};
 use self::slots::Slots;
-use super::command::{
-    ClientEvent, JoinRequest, MediaMsg, MediaPacket, PauseReason, RoomData, ShardCommand, ShardEvent, TrackInfo,
-};
+use super::command::{ClientEvent, JoinRequest, MediaMsg, MediaPacket, RoomData, ShardCommand, ShardEvent, TrackInfo};
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
-use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
+use super::ids::{ParticipantId, ShardId, TrackId, TrackKind};
 use super::layers::{Layer, LAYER_EVAL_INTERVAL};
-use super::participant::{self, Participant, BWE_START, CONNECT_TIMEOUT};
+use super::participant::{self, Participant, CONNECT_TIMEOUT};
 use super::timer::Timers;
 pub use crate::stats::ShardStats;
-
-/// Bandwidth set aside for each audio track a subscriber receives (Opus
-/// with FEC and headers) before video shares the rest of its estimate.
-const AUDIO_RESERVE: u64 = 64_000;
 
 /// Data channel bytes we let queue towards one participant before dropping
 /// relayed messages for it: one slow receiver must not grow server memory.
@@ -246,57 +239,26 @@ impl ShardCore {
         self.run_work(now);
     }
 
-    /// Shares each subscriber's bandwidth estimate between the video it
-    /// receives (screen shares first, then cameras; audio is reserved off
-    /// the top), then moves every leg's simulcast target to the best layer
-    /// that is active, fits and matches the subscriber's wishes, asking for
-    /// keyframes where that changed.
+    /// Moves every subscriber's simulcast target to the best layer that is
+    /// active and fits its wishes, asking for keyframes where that changed.
     fn retarget_layers(&mut self, now: Instant) {
+        let f = &mut self.fabric;
         let mut any = false;
-        for slot in self.peers.occupied() {
-            let gen = self.peers.generation(slot);
-            let Some(p) = self.peers.get_mut(slot) else { continue };
-            let f = &mut self.fabric;
-            let audio = p.down.iter().filter(|d| d.kind == TrackKind::Audio && d.track.is_some()).count() as u64;
-            let mut budget = p.estimate.map(|e| e.saturating_sub(audio * AUDIO_RESERVE));
-            let mut order: Vec<usize> = (0..p.down.len()).filter(|i| p.down[*i].kind == TrackKind::Video).collect();
-            order.sort_by_key(|i| p.down[*i].source != TrackSource::ScreenShare);
-            let mut desired = audio * AUDIO_RESERVE;
-            for i in order {
-                let d = &mut p.down[i];
-                let (Some(track), Some(_)) = (d.track, d.ssrc) else { continue };
-                let Some(route) = f.routes.get(&track) else { continue };
+        for (track, route) in f.routes.iter() {
+            for &slot in &route.subscribers {
                 any = true;
-                let layers = &route.layers;
-                if let Some(wanted) = layers.best_for(d.choice.max_height, now).filter(|_| d.choice.enabled) {
-                    desired += layers.bitrate(wanted, now);
+                let Some(p) = self.peers.get_mut(slot) else { continue };
+                let Some(&i) = p.down_by_track.get(track) else { continue };
+                let d = &mut p.down[i];
+                if d.kind != TrackKind::Video || d.ssrc.is_none() {
+                    continue;
                 }
-                if let Some(b) = budget.as_mut() {
-                    let was_paused = d.choice.paused;
-                    *b = b.saturating_sub(d.choice.allocate(layers, *b, now));
-                    if d.choice.paused != was_paused {
-                        let mid = d.mid.to_string();
-                        let ev = match d.choice.paused {
-                            true => ClientEvent::TrackPaused { mid, reason: PauseReason::Bandwidth },
-                            false => ClientEvent::TrackResumed { mid },
-                        };
-                        f.outputs.push_back(ShardOutput::Client(p.id, ev));
-                    }
+                if let Some(layer) = d.choice.retarget(&route.layers, now) {
+                    f.work.push_back(Work::Keyframe(*track, layer));
                 }
-                if let Some(layer) = d.choice.retarget(layers, now) {
-                    debug!(participant = %p.id, %track, from = ?d.choice.current, to = layer, estimate = ?p.estimate, "switching layer");
-                    f.work.push_back(Work::Keyframe(track, layer));
-                }
-            }
-            // Probe towards what full quality needs (str0m sends padding
-            // only when the estimate allows and media falls short).
-            if desired.abs_diff(p.desired) > desired / 10 {
-                p.desired = desired;
-                p.rtc.bwe().set_bitrate(Bitrate::bps(0), Bitrate::bps(desired.max(BWE_START.as_u64())));
-                f.drive(p, slot, gen, now);
             }
         }
-        self.fabric.layers_due = any.then_some(now + LAYER_EVAL_INTERVAL);
+        f.layers_due = any.then_some(now + LAYER_EVAL_INTERVAL);
     }
 
     pub fn handle_media(&mut self, now: Instant, msg: MediaMsg) {

@@ -54,6 +54,10 @@ impl Routes {
         self.by_track.get_mut(track)
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&TrackId, &Route)> {
+        self.by_track.iter()
+    }
+
     pub fn entry(&mut self, track: TrackId) -> &mut Route {
         self.by_track.entry(track).or_default()
     }
