@@ -28,8 +28,18 @@ async function server(args = []) {
   return s;
 }
 
+// The call flow, not video quality, is under test here (simulcast.test.mjs
+// covers the 720p layers): three pages each encoding three 720p layers
+// starve a 2-core machine, so these pages capture 640x480.
+const SMALL_CAMERA = () => {
+  const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (c) => gum(c && c.video ? { ...c, video: { width: 640, height: 480 } } : c);
+};
+
 async function page(url) {
-  const p = await (await browser.newContext()).newPage();
+  const ctx = await browser.newContext();
+  await ctx.addInitScript(SMALL_CAMERA);
+  const p = await ctx.newPage();
   p.on('pageerror', (e) => console.error(`[${url}] page error`, e));
   await p.goto(url);
   return p;
