@@ -22,7 +22,7 @@ use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 pub struct Received {
@@ -384,6 +384,23 @@ impl Bed {
         let mut api = c.rtc.direct_api();
         let tx = api.stream_tx_by_mid(mid, None).expect("send stream");
         tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload.to_vec()).marker(true).nackable(true));
+    }
+
+    /// Publishes one 20 ms Opus packet from `pid` carrying `level` (dBov,
+    /// −127..=0) in its RFC 6464 audio level extension.
+    pub fn send_speech(&mut self, pid: ParticipantId, level: i8) {
+        let now = self.now;
+        let c = self.clients.get_mut(&pid).unwrap();
+        let mid = c.send_mids.iter().find(|(k, _)| *k == MediaKind::Audio).unwrap().1;
+        let pt = c.pt(Codec::Opus);
+        c.seq[0] += 1;
+        let seq: SeqNo = (c.seq[0] + 40_000).into();
+        let ts = (c.seq[0] * 960) as u32;
+        let ext =
+            ExtensionValues { audio_level: Some(level), voice_activity: Some(level > -127), ..Default::default() };
+        let mut api = c.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None).expect("send stream");
+        tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload("opus", 60)).ext_vals(ext));
     }
 
     /// Publishes one single-packet frame on simulcast `layer` (0..3) of

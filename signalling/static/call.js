@@ -73,6 +73,7 @@
       closed: null,
       files: null,
       screenTracks: new Map(), // track id -> identity, for screen shares
+      speakers: [],            // who speaks, loudest first: {participant, identity, level}
     };
     window.switchboard = state;
     const setStatus = (text) => { $('status').textContent = text; };
@@ -84,6 +85,7 @@
       const fig = document.createElement('figure');
       fig.className = 'tile';
       fig.dataset.identity = key;
+      fig.classList.toggle('speaking', state.speakers.some((s) => s.identity === key));
       const video = document.createElement('video');
       video.autoplay = true; video.playsInline = true;
       const cap = document.createElement('figcaption');
@@ -274,9 +276,21 @@
           if (t) t.cap.textContent = msg.identity + (msg.muted ? ' (muted)' : '');
           break;
         }
+        case 'speakers': showSpeakers(msg.speakers); break;
         case 'error': setStatus(`Error: ${msg.message}`); console.warn('server error', msg); break;
         case 'closed': finish(msg); break;
       }
+    }
+
+    // Who speaks: their tiles are outlined; the loudest other speaker's tile
+    // moves to the front and stays there until someone else speaks.
+    function showSpeakers(speakers) {
+      state.speakers = speakers;
+      const speaking = new Set(speakers.map((s) => s.identity));
+      $('local-tile').classList.toggle('speaking', !!state.me && speaking.has(state.me.identity));
+      for (const [key, t] of state.tiles) t.fig.classList.toggle('speaking', speaking.has(key));
+      const first = speakers.find((s) => state.tiles.has(s.identity));
+      if (first) for (const [key, t] of state.tiles) t.fig.style.order = key === first.identity ? '-1' : '';
     }
 
     // Screen-share track ids by publisher: `track_unpublished` names only the id.

@@ -6,7 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { startServer, launchBrowser, waitFor, sleep } from './harness.mjs';
+import { startServer, launchBrowser, waitFor, sleep, SMALL_CAMERA } from './harness.mjs';
 
 const SHOTS = process.env.SHOTS; // a directory: save screenshots there
 const ANN = ['ann@example.com', 'password-ann'];
@@ -29,12 +29,7 @@ async function server(args = []) {
 }
 
 // The call flow, not video quality, is under test here (simulcast.test.mjs
-// covers the 720p layers): three pages each encoding three 720p layers
-// starve a 2-core machine, so these pages capture 640x480.
-const SMALL_CAMERA = () => {
-  const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-  navigator.mediaDevices.getUserMedia = (c) => gum(c && c.video ? { ...c, video: { width: 640, height: 480 } } : c);
-};
+// covers the 720p layers): these pages capture 640x480.
 
 async function page(url) {
   const ctx = await browser.newContext();

@@ -1,6 +1,6 @@
 // Shared test harness: a real switchboard server and Debian's Chromium.
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +85,37 @@ export async function startServer({ shards = 2, args = [] } = {}) {
   };
 }
 
-export async function launchBrowser() {
-  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+/** `args`: Chromium flags on top of CHROMIUM_ARGS (e.g. a fake audio file). */
+export async function launchBrowser(args = []) {
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: [...CHROMIUM_ARGS, ...args] });
+}
+
+/** An init script for pages whose video quality is not under test: the
+ *  camera captures 640x480, not the pages' 720p, so several pages each
+ *  encoding simulcast layers do not starve a 2-core machine. */
+export const SMALL_CAMERA = () => {
+  const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (c) => gum(c && c.video ? { ...c, video: { width: 640, height: 480 } } : c);
+};
+
+/** Writes a WAV file of `seconds` of something like a voice for Chromium's
+ *  `--use-file-for-fake-audio-capture` (which loops it): syllables of a
+ *  gliding tone at half scale, 250 ms on and 100 ms off. Chromium's noise
+ *  suppression mutes a steady tone as noise; syllables pass. Returns its path. */
+export function toneWav(dir, seconds = 5) {
+  const rate = 48000, n = rate * seconds;
+  const buf = Buffer.alloc(44 + n * 2);
+  buf.write('RIFF', 0); buf.writeUInt32LE(36 + n * 2, 4); buf.write('WAVE', 8);
+  buf.write('fmt ', 12); buf.writeUInt32LE(16, 16); buf.writeUInt16LE(1, 20); buf.writeUInt16LE(1, 22);
+  buf.writeUInt32LE(rate, 24); buf.writeUInt32LE(rate * 2, 28); buf.writeUInt16LE(2, 32); buf.writeUInt16LE(16, 34);
+  buf.write('data', 36); buf.writeUInt32LE(n * 2, 40);
+  let phase = 0;
+  for (let i = 0; i < n; i++) {
+    const t = i / rate, inSyllable = (t % 0.35) < 0.25;
+    phase += 2 * Math.PI * (180 + 60 * Math.sin(2 * Math.PI * 3 * t)) / rate;
+    buf.writeInt16LE(inSyllable ? Math.round(16000 * Math.sin(phase)) : 0, 44 + i * 2);
+  }
+  const path = join(dir, 'tone.wav');
+  writeFileSync(path, buf);
+  return path;
 }

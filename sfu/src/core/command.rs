@@ -76,6 +76,15 @@ pub struct MidInfo {
     pub kind: TrackKind,
 }
 
+/// A participant speaking, with its smoothed level (1..=100, percent of
+/// full-scale amplitude).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Speaker {
+    pub participant: ParticipantId,
+    pub identity: Arc<str>,
+    pub level: u8,
+}
+
 /// Events for one participant's signalling connection.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -107,6 +116,11 @@ pub enum ClientEvent {
         track: TrackId,
         identity: Arc<str>,
         muted: bool,
+    },
+    /// Who speaks in the room now, loudest first (empty: nobody). Sent when
+    /// that list changes, at most once per `speech::SPEECH_INTERVAL`.
+    Speakers {
+        speakers: Vec<Speaker>,
     },
     /// Something the client sent was refused; the session goes on.
     Error {
@@ -173,6 +187,13 @@ pub enum ShardEvent {
         participant: ParticipantId,
         track: TrackId,
         muted: bool,
+    },
+    /// Who speaks among `room`'s publishers on `shard`, loudest first; sent
+    /// when that changed. The directory merges the room's shards.
+    Speakers {
+        room: Arc<str>,
+        shard: ShardId,
+        speakers: Vec<Speaker>,
     },
     /// The participant's connection is gone (ICE timeout, DTLS close, error).
     ParticipantGone {

@@ -11,4 +11,5 @@ pub mod participant;
 pub mod placement;
 pub mod rooms;
 pub mod shard;
+pub mod speech;
 pub mod timer;

@@ -23,6 +23,7 @@ use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, 
 use super::forwarder::{Forwarder, PictureIds};
 use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
 use super::layers::{Layer, LayerChoice, MAX_LAYERS};
+use super::speech::SpeechMeter;
 
 /// Subscriptions arriving within this window share one renegotiation: a
 /// publisher's audio and video, or a whole room on join, cost one offer.
@@ -46,6 +47,8 @@ pub struct Published {
     /// The rid of each simulcast layer, as its packets arrive (keyframe
     /// requests for a layer go to its stream).
     pub rids: [Option<Rid>; MAX_LAYERS],
+    /// Whether it speaks (microphones only).
+    pub speech: SpeechMeter,
 }
 
 /// A sending m-line towards this participant. It is keyed by the publisher's

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::command::{ClientEvent, ErrorCode, JoinRequest, ParticipantInfo, ShardCommand, ShardEvent, TrackInfo};
+use super::command::{
+    ClientEvent, ErrorCode, JoinRequest, ParticipantInfo, ShardCommand, ShardEvent, Speaker, TrackInfo,
+};
 use super::ids::{ParticipantId, ShardId, TrackId};
 use super::placement::Placement;
 
@@ -35,6 +37,11 @@ struct Member {
 struct Room {
     members: BTreeMap<ParticipantId, Member>,
     tracks: BTreeMap<TrackId, TrackInfo>,
+    /// Who speaks, as each shard with publishers of the room last said.
+    speakers: BTreeMap<ShardId, Vec<Speaker>>,
+    /// The speakers last announced to the room, loudest first (also told
+    /// to whoever joins).
+    announced: Vec<Speaker>,
 }
 
 impl Room {
@@ -64,6 +71,22 @@ impl Room {
             let others = shards.keys().copied().filter(|o| o != s).collect();
             out.push(ControlOutput::Shard(*s, ShardCommand::SetRoomShards { room: room.clone(), shards: others }));
         }
+    }
+
+    /// Merges a shard's speakers into the room's and tells every member when
+    /// the list (who, in which order) changed.
+    fn speakers_changed(&mut self, shard: ShardId, speakers: Vec<Speaker>, out: &mut Vec<ControlOutput>) {
+        self.speakers.insert(shard, speakers);
+        let mut all: Vec<Speaker> =
+            self.speakers.values().flatten().filter(|s| self.members.contains_key(&s.participant)).cloned().collect();
+        all.sort_by(|a, b| b.level.cmp(&a.level).then(a.participant.cmp(&b.participant)));
+        if all.iter().map(|s| s.participant).eq(self.announced.iter().map(|s| s.participant)) {
+            return;
+        }
+        for pid in self.members.keys() {
+            out.push(ControlOutput::Client(*pid, ClientEvent::Speakers { speakers: all.clone() }));
+        }
+        self.announced = all;
     }
 
     /// Shards other than the publisher's that have a subscriber of `track`.
@@ -134,6 +157,9 @@ impl Rooms {
             Member { identity: req.identity.clone(), shard, can_subscribe: req.permissions.can_subscribe },
         );
 
+        if !room.announced.is_empty() {
+            out.push(ControlOutput::Client(pid, ClientEvent::Speakers { speakers: room.announced.clone() }));
+        }
         let info = ParticipantInfo { participant: pid, identity: req.identity.clone(), tracks: vec![] };
         for other in room.members.keys().filter(|p| **p != pid) {
             out.push(ControlOutput::Client(*other, ClientEvent::ParticipantJoined { participant: info.clone() }));
@@ -221,6 +247,11 @@ impl Rooms {
                 let ev = ClientEvent::TrackMuted { track, identity: t.identity.clone(), muted };
                 for other in room.members.keys().filter(|p| **p != participant) {
                     out.push(ControlOutput::Client(*other, ev.clone()));
+                }
+            }
+            ShardEvent::Speakers { room, shard, speakers } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.speakers_changed(shard, speakers, out);
                 }
             }
             ShardEvent::ParticipantGone { participant } => {

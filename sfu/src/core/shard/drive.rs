@@ -15,9 +15,10 @@ use tracing::{debug, info, warn};
 use super::{Fabric, ShardOutput, Work};
 use crate::core::command::{ClientEvent, ErrorCode, MediaPacket, RoomData, ShardEvent, Signal, TrackInfo};
 use crate::core::demux::Slot;
-use crate::core::ids::{TrackId, TrackKind};
+use crate::core::ids::{TrackId, TrackKind, TrackSource};
 use crate::core::layers;
 use crate::core::participant::{self, Participant, Published, SignalOutcome};
+use crate::core::speech::SPEECH_INTERVAL;
 
 impl Fabric {
     /// Drains `p` (in `slot`, generation `gen`) to its next `Output::Timeout`.
@@ -127,6 +128,10 @@ impl Fabric {
                 };
                 if let Some(pubd) = p.published.get_mut(&mid) {
                     pubd.rids[layer as usize] = rid;
+                    if let (TrackSource::Microphone, Some(level)) = (pubd.source, rtp.header.ext_vals.audio_level) {
+                        pubd.speech.observe(level);
+                        self.speech_due.get_or_insert(now + SPEECH_INTERVAL);
+                    }
                 }
                 let vp8 = (codec == Codec::Vp8).then(|| Vp8Descriptor::parse(&rtp.payload).ok()).flatten();
                 let keyframe = vp8.is_some_and(|d| d.starts_keyframe(&rtp.payload));
@@ -209,7 +214,16 @@ impl Fabric {
         self.next_track += 1;
         let source = p.source_of(mid, kind);
         let codecs = p.negotiated_codecs(mid);
-        p.published.insert(mid, Published { track, kind, source, codecs, active: true, rids: Default::default() });
+        let pubd = Published {
+            track,
+            kind,
+            source,
+            codecs,
+            active: true,
+            rids: Default::default(),
+            speech: Default::default(),
+        };
+        p.published.insert(mid, pubd);
         self.routes.entry(track).publisher = Some((slot, mid));
         info!(participant = %p.id, room = %p.room, %track, ?kind, source = source.as_str(), "track published");
         let info = TrackInfo { track, participant: p.id, identity: p.identity.clone(), kind, source, muted: false };

@@ -35,11 +35,14 @@ use tracing::{debug, info};
 pub use self::data::tag_data;
 use self::routes::{KeyframeTarget, Routes};
 use self::slots::Slots;
-use super::command::{ClientEvent, JoinRequest, MediaMsg, MediaPacket, RoomData, ShardCommand, ShardEvent, TrackInfo};
+use super::command::{
+    ClientEvent, JoinRequest, MediaMsg, MediaPacket, RoomData, ShardCommand, ShardEvent, Speaker, TrackInfo,
+};
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
-use super::ids::{ParticipantId, ShardId, TrackId, TrackKind};
+use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
 use super::layers::{Layer, LAYER_EVAL_INTERVAL};
 use super::participant::{self, Participant, CONNECT_TIMEOUT};
+use super::speech::SPEECH_INTERVAL;
 use super::timer::Timers;
 pub use crate::stats::ShardStats;
 
@@ -83,6 +86,11 @@ struct Fabric {
     /// When subscribers' simulcast layers are next re-evaluated; `None`
     /// while nobody here subscribes to anything.
     layers_due: Option<Instant>,
+    /// When microphones' speaking states are next decided; `None` while no
+    /// audio level has come since the last time.
+    speech_due: Option<Instant>,
+    /// The speakers last reported per room (participants, loudest first).
+    speakers_sent: HashMap<Arc<str>, Vec<ParticipantId>>,
 }
 
 pub struct ShardCore {
@@ -114,6 +122,8 @@ impl ShardCore {
                 media_out: VecDeque::new(),
                 stats: ShardStats::default(),
                 layers_due: None,
+                speech_due: None,
+                speakers_sent: HashMap::new(),
             },
         }
     }
@@ -151,7 +161,10 @@ impl ShardCore {
     /// When `handle_timeout` should next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
         let f = &self.fabric;
-        [f.timers.next(), f.routes.next_keyframe_due(), f.written_at, f.layers_due].into_iter().flatten().min()
+        [f.timers.next(), f.routes.next_keyframe_due(), f.written_at, f.layers_due, f.speech_due]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- input -------------------------------------------------------------
@@ -236,7 +249,50 @@ impl ShardCore {
         if self.fabric.layers_due.is_some_and(|t| t <= now) {
             self.retarget_layers(now);
         }
+        if self.fabric.speech_due.is_some_and(|t| t <= now) {
+            self.update_speakers(now);
+        }
         self.run_work(now);
+    }
+
+    /// Decides who speaks among this shard's microphones and reports each
+    /// room whose list of speakers (loudest first) changed.
+    fn update_speakers(&mut self, now: Instant) {
+        let mut by_room: HashMap<Arc<str>, Vec<Speaker>> = HashMap::new();
+        let mut any_microphone = false;
+        for slot in self.peers.occupied() {
+            let Some(p) = self.peers.get_mut(slot) else { continue };
+            let mics = p.published.values_mut().filter(|t| t.source == TrackSource::Microphone && t.active);
+            let Some(level) = mics.fold(None, |best, t| {
+                any_microphone = true;
+                best.max(t.speech.evaluate())
+            }) else {
+                continue;
+            };
+            let speaker = Speaker { participant: p.id, identity: p.identity.clone(), level };
+            by_room.entry(p.room.clone()).or_default().push(speaker);
+        }
+        let f = &mut self.fabric;
+        // Rooms whose speakers fell silent (or left) are told so once.
+        for room in f.speakers_sent.keys() {
+            by_room.entry(room.clone()).or_default();
+        }
+        for (room, mut speakers) in by_room {
+            speakers.sort_by(|a, b| b.level.cmp(&a.level).then(a.participant.cmp(&b.participant)));
+            let order: Vec<ParticipantId> = speakers.iter().map(|s| s.participant).collect();
+            if f.speakers_sent.get(&room).map_or(&[][..], |v| v) == order.as_slice() {
+                continue;
+            }
+            if order.is_empty() {
+                f.speakers_sent.remove(&room);
+            } else {
+                f.speakers_sent.insert(room.clone(), order);
+            }
+            debug!(%room, ?speakers, "speakers changed");
+            let ev = ShardEvent::Speakers { room, shard: f.id, speakers };
+            f.outputs.push_back(ShardOutput::Control(ev));
+        }
+        f.speech_due = any_microphone.then_some(now + SPEECH_INTERVAL);
     }
 
     /// Moves every subscriber's simulcast target to the best layer that is
