@@ -21,11 +21,14 @@ struct Publisher {
     active: [bool; 3],
     want_key: [bool; 3],
     requests_seen: usize,
+    /// Follows `layers_wanted` (dynacast) as the pages do.
+    dynacast: bool,
+    events_seen: usize,
 }
 
 impl Publisher {
     fn new(pid: ParticipantId) -> Self {
-        Publisher { pid, active: [true; 3], want_key: [true; 3], requests_seen: 0 }
+        Publisher { pid, active: [true; 3], want_key: [true; 3], requests_seen: 0, dynacast: false, events_seen: 0 }
     }
 
     fn frames(&mut self, bed: &mut Bed, d: Duration) {
@@ -38,6 +41,18 @@ impl Publisher {
                 }
             }
             self.requests_seen = rids.len();
+            let events = &bed.client(self.pid).events;
+            for e in &events[self.events_seen..] {
+                if let (ClientEvent::LayersWanted { rids, .. }, true) = (e, self.dynacast) {
+                    for (l, rid) in LAYER_RIDS.iter().enumerate() {
+                        let on = rids.iter().any(|r| r == rid);
+                        // A resumed layer starts with a keyframe, as an encoder's does.
+                        self.want_key[l] |= on && !self.active[l];
+                        self.active[l] = on;
+                    }
+                }
+            }
+            self.events_seen = events.len();
             for l in 0..3 {
                 if self.active[l] {
                     bed.send_layer(self.pid, l, std::mem::take(&mut self.want_key[l]));
@@ -202,4 +217,62 @@ fn a_subscription_for_an_unknown_mid_is_refused_with_an_error() {
     subscription(&mut bed, subs[0], Mid::from("99"), Some(100), true);
     bed.run(Duration::from_millis(50));
     assert!(bed.client(subs[0]).has_event(|e| matches!(e, ClientEvent::Error { .. })));
+}
+
+/// The rids of every `layers_wanted` the publisher was sent, in order.
+fn layers_wanted(bed: &Bed, publisher: ParticipantId) -> Vec<Vec<String>> {
+    let events = &bed.client(publisher).events;
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::LayersWanted { rids, .. } => Some(rids.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn dynacast_pauses_the_layers_nobody_takes_and_resumes_one_at_once() {
+    let (mut bed, mut publisher, subs) = room(1, 2);
+    publisher.dynacast = true;
+    publisher.frames(&mut bed, Duration::from_secs(1));
+    let mids: Vec<Mid> = subs.iter().map(|s| video_mid(&bed, *s, "pub")).collect();
+    for (s, m) in subs.iter().zip(&mids) {
+        subscription(&mut bed, *s, *m, Some(180), true);
+    }
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Nobody took the middle layer since publishing: it goes first.
+    publisher.frames(&mut bed, Duration::from_secs(3));
+    assert_eq!(layers_wanted(&bed, publisher.pid), vec![strings(&["q", "f"])]);
+    // The top one goes a hold after the subscribers stopped wanting it.
+    publisher.frames(&mut bed, Duration::from_secs(1));
+    assert_eq!(layers_wanted(&bed, publisher.pid).len(), 1, "the top layer stays for a while after the last wanted it");
+    publisher.frames(&mut bed, Duration::from_secs(2));
+    assert_eq!(layers_wanted(&bed, publisher.pid).last().unwrap(), &strings(&["q"]), "thumbnails only: the low layer");
+    let sent_f = bed.client(publisher.pid).layer_seq[2];
+    publisher.frames(&mut bed, Duration::from_secs(1));
+    assert_eq!(bed.client(publisher.pid).layer_seq[2], sent_f, "the publisher stopped the top layer");
+
+    // One subscriber wants the full picture: the top layer comes back at
+    // once (not the middle one), and it switches to it.
+    subscription(&mut bed, subs[0], mids[0], None, true);
+    publisher.frames(&mut bed, Duration::from_millis(300));
+    assert_eq!(layers_wanted(&bed, publisher.pid).last().unwrap(), &strings(&["q", "f"]));
+    publisher.frames(&mut bed, Duration::from_secs(2));
+    let got = video_received(&bed, subs[0], mids[0]);
+    assert_eq!(got.last().unwrap().0, "f", "back on the top layer");
+    assert_continuous(&got);
+    let other = video_received(&bed, subs[1], mids[1]);
+    assert_eq!(other.last().unwrap().0, "q", "the other thumbnail stays low");
+}
+
+#[test]
+fn dynacast_keeps_every_layer_while_subscribers_on_another_shard_take_the_track() {
+    let (mut bed, mut publisher, subs) = room(2, 1);
+    publisher.dynacast = true;
+    publisher.frames(&mut bed, Duration::from_secs(1));
+    let mid = video_mid(&bed, subs[0], "pub");
+    subscription(&mut bed, subs[0], mid, Some(180), true);
+    publisher.frames(&mut bed, Duration::from_secs(7));
+    assert!(layers_wanted(&bed, publisher.pid).is_empty(), "remote demand is not known here");
 }

@@ -277,9 +277,29 @@
           break;
         }
         case 'speakers': showSpeakers(msg.speakers); break;
+        case 'layers_wanted': setLayers(msg.mid, msg.rids); break;
         case 'error': setStatus(`Error: ${msg.message}`); console.warn('server error', msg); break;
         case 'closed': finish(msg); break;
       }
+    }
+
+    // Dynacast: the server names the simulcast layers somebody takes; the
+    // encoder pauses the others (no uplink, no CPU for them). In order: a
+    // second change must not race the first's setParameters.
+    let layerChanges = Promise.resolve();
+    function setLayers(mid, rids) {
+      layerChanges = layerChanges.then(async () => {
+        const tr = state.pc && state.pc.getTransceivers().find((t) => t.mid === mid);
+        if (!tr) return;
+        const params = tr.sender.getParameters();
+        let changed = false;
+        for (const e of params.encodings || []) {
+          const on = !e.rid || rids.includes(e.rid);
+          if (e.active !== on) { e.active = on; changed = true; }
+        }
+        if (changed) await tr.sender.setParameters(params);
+        state.layersWanted = rids;
+      }).catch((e) => console.warn('could not change simulcast layers', e));
     }
 
     // Who speaks: their tiles are outlined; the loudest other speaker's tile
@@ -429,7 +449,7 @@
       if (!state.pc) return out;
       (await state.pc.getStats()).forEach((s) => {
         if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) {
-          out[s.rid] = { bytesSent: s.bytesSent || 0, frameWidth: s.frameWidth || 0, framesEncoded: s.framesEncoded || 0 };
+          out[s.rid] = { bytesSent: s.bytesSent || 0, frameWidth: s.frameWidth || 0, framesEncoded: s.framesEncoded || 0, active: s.active };
         }
       });
       return out;

@@ -98,4 +98,23 @@ test('viewers decode the simulcast layer their tile needs; a hidden tile gets no
   // Shown again: video comes back.
   await tileHeight(small, 90);
   await decodingAt(small, 320, 'the shown thumbnail decoding again');
+
+  // Dynacast: with every tile a thumbnail, alice stops encoding the two
+  // upper layers (a few seconds after the last viewer took them).
+  await tileHeight(big, 90);
+  await decodingAt(big, 320, 'the big tile shrunk to a thumbnail');
+  const paused = await waitFor(async () => {
+    const a = await alice.evaluate(() => window.switchboard.outbound());
+    await sleep(1500);
+    const b = await alice.evaluate(() => window.switchboard.outbound());
+    const still = (r) => b[r].bytesSent === a[r].bytesSent;
+    return still('h') && still('f') && b.q.bytesSent > a.q.bytesSent && b;
+  }, 20000, 'alice pausing her unwatched layers');
+  console.log(`dynacast: alice's layers active q=${paused.q.active} h=${paused.h.active} f=${paused.f.active}`);
+  assert.deepEqual(await alice.evaluate(() => window.switchboard.layersWanted), ['q']);
+  // A big tile again: the top layer resumes and is decoded.
+  const tResume = Date.now();
+  await tileHeight(big, 720);
+  await decodingAt(big, 1280, 'the top layer resumed for a big tile');
+  console.log(`top layer resumed and decoded in ${Date.now() - tResume} ms`);
 });

@@ -122,6 +122,12 @@ pub enum ClientEvent {
     Speakers {
         speakers: Vec<Speaker>,
     },
+    /// Dynacast, to a simulcast publisher: send only these layers (rids) of
+    /// the video on `mid`, pause the others; nobody takes them.
+    LayersWanted {
+        mid: String,
+        rids: Vec<String>,
+    },
     /// Something the client sent was refused; the session goes on.
     Error {
         code: ErrorCode,

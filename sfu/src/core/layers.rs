@@ -100,8 +100,20 @@ impl LayerStats {
     /// keyframe has not passed here yet is taken to be twice as tall as the
     /// layer below it (the pages scale by 4, 2, 1; so does LiveKit).
     pub fn best_for(&self, max_height: Option<u32>, now: Instant) -> Option<Layer> {
+        self.pick(max_height, (0..MAX_LAYERS as Layer).filter(|l| self.is_active(*l, now)))
+    }
+
+    /// The layer a subscriber showing `max_height` lines would take if the
+    /// publisher sent every layer in `offered` (what dynacast asks for):
+    /// the same rule as [`best_for`](Self::best_for), over offered layers.
+    pub fn wanted_of(&self, max_height: Option<u32>, offered: [bool; MAX_LAYERS]) -> Option<Layer> {
+        self.pick(max_height, (0..MAX_LAYERS as Layer).filter(|l| offered[*l as usize]))
+    }
+
+    /// The first of `layers` (ascending) at least `max_height` tall, else the last.
+    fn pick(&self, max_height: Option<u32>, layers: impl Iterator<Item = Layer>) -> Option<Layer> {
         let mut top = None;
-        for l in (0..MAX_LAYERS as Layer).filter(|l| self.is_active(*l, now)) {
+        for l in layers {
             let tall_enough = match (max_height, self.height_estimate(l)) {
                 (None, _) | (Some(_), None) => false,
                 (Some(max), Some(h)) => h >= max,

@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod demux;
+pub mod dynacast;
 pub mod forwarder;
 pub mod ids;
 pub mod keyframe;

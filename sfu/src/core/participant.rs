@@ -20,6 +20,7 @@ use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::command::TrackInfo;
 use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, Signal};
+use super::dynacast::Dynacast;
 use super::forwarder::{Forwarder, PictureIds};
 use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
 use super::layers::{Layer, LayerChoice, MAX_LAYERS};
@@ -49,6 +50,8 @@ pub struct Published {
     pub rids: [Option<Rid>; MAX_LAYERS],
     /// Whether it speaks (microphones only).
     pub speech: SpeechMeter,
+    /// Which of its simulcast layers the publisher was told to send.
+    pub dynacast: Option<Dynacast>,
 }
 
 /// A sending m-line towards this participant. It is keyed by the publisher's

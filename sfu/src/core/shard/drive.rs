@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::format::Codec;
-use str0m::media::Mid;
+use str0m::media::{Mid, Rid, Rids};
 use str0m::rtp::{ExtensionValues, Vp8Descriptor};
 use str0m::{Event, IceConnectionState, Output, Reason};
 use tracing::{debug, info, warn};
@@ -15,8 +15,9 @@ use tracing::{debug, info, warn};
 use super::{Fabric, ShardOutput, Work};
 use crate::core::command::{ClientEvent, ErrorCode, MediaPacket, RoomData, ShardEvent, Signal, TrackInfo};
 use crate::core::demux::Slot;
+use crate::core::dynacast::Dynacast;
 use crate::core::ids::{TrackId, TrackKind, TrackSource};
-use crate::core::layers;
+use crate::core::layers::{self, MAX_LAYERS};
 use crate::core::participant::{self, Participant, Published, SignalOutcome};
 use crate::core::speech::SPEECH_INTERVAL;
 
@@ -110,10 +111,10 @@ impl Fabric {
                 self.work.push_back(Work::Gone(slot));
             }
             Event::MediaAdded(m) if m.direction.is_receiving() && !p.down_by_mid.contains_key(&m.mid) => {
-                self.publish(p, slot, m.mid, m.kind.into());
+                self.publish(p, slot, m.mid, m.kind.into(), now);
             }
             Event::MediaChanged(m) if !p.down_by_mid.contains_key(&m.mid) => {
-                self.media_changed(p, slot, m.mid, m.direction.is_receiving())
+                self.media_changed(p, slot, m.mid, m.direction.is_receiving(), now)
             }
             Event::RtpPacket(rtp) => {
                 self.stats.rtp_in += 1;
@@ -185,7 +186,7 @@ impl Fabric {
     }
 
     /// A client's m-line changed direction: it stopped or (re)started sending.
-    fn media_changed(&mut self, p: &mut Participant, slot: Slot, mid: Mid, receiving: bool) {
+    fn media_changed(&mut self, p: &mut Participant, slot: Slot, mid: Mid, receiving: bool, now: Instant) {
         match p.published.get_mut(&mid) {
             Some(pubd) if pubd.active && !receiving => {
                 pubd.active = false;
@@ -196,17 +197,17 @@ impl Fabric {
             Some(pubd) if !pubd.active && receiving => {
                 let kind = pubd.kind;
                 p.published.remove(&mid);
-                self.publish(p, slot, mid, kind);
+                self.publish(p, slot, mid, kind, now);
             }
             None if receiving => {
                 let kind = p.rtc.media(mid).map(|m| m.kind().into()).unwrap_or(TrackKind::Video);
-                self.publish(p, slot, mid, kind);
+                self.publish(p, slot, mid, kind, now);
             }
             _ => {}
         }
     }
 
-    fn publish(&mut self, p: &mut Participant, slot: Slot, mid: Mid, kind: TrackKind) {
+    fn publish(&mut self, p: &mut Participant, slot: Slot, mid: Mid, kind: TrackKind, now: Instant) {
         if !p.permissions.can_publish {
             return;
         }
@@ -214,21 +215,31 @@ impl Fabric {
         self.next_track += 1;
         let source = p.source_of(mid, kind);
         let codecs = p.negotiated_codecs(mid);
-        let pubd = Published {
-            track,
-            kind,
-            source,
-            codecs,
-            active: true,
-            rids: Default::default(),
-            speech: Default::default(),
-        };
+        let (rids, offered) = offered_layers(p, mid);
+        let dynacast = (offered.iter().filter(|o| **o).count() > 1).then(|| Dynacast::new(offered, now));
+        if dynacast.is_some() {
+            self.layers_due.get_or_insert(now + layers::LAYER_EVAL_INTERVAL);
+        }
+        let pubd = Published { track, kind, source, codecs, active: true, rids, speech: Default::default(), dynacast };
         p.published.insert(mid, pubd);
         self.routes.entry(track).publisher = Some((slot, mid));
         info!(participant = %p.id, room = %p.room, %track, ?kind, source = source.as_str(), "track published");
         let info = TrackInfo { track, participant: p.id, identity: p.identity.clone(), kind, source, muted: false };
         self.outputs.push_back(ShardOutput::Control(ShardEvent::TrackPublished { track: info }));
     }
+}
+
+/// The simulcast layers `p`'s offer declares for `mid` (rid of each layer,
+/// and which layers there are); none without simulcast.
+fn offered_layers(p: &mut Participant, mid: Mid) -> ([Option<Rid>; MAX_LAYERS], [bool; MAX_LAYERS]) {
+    let (mut rids, mut offered) = ([None; MAX_LAYERS], [false; MAX_LAYERS]);
+    if let Some(Rids::Specific(list)) = p.rtc.media(mid).map(|m| m.rids_rx()) {
+        for rid in list.iter().filter(|_| list.len() > 1) {
+            let l = layers::layer_of(Some(*rid), &Rids::Specific(list.clone())) as usize;
+            (rids[l], offered[l]) = (Some(*rid), true);
+        }
+    }
+    (rids, offered)
 }
 
 /// How late a participant's own timer may fire. str0m checks for missing

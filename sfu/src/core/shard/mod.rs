@@ -40,7 +40,7 @@ use super::command::{
 };
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
-use super::layers::{Layer, LAYER_EVAL_INTERVAL};
+use super::layers::{Layer, LAYER_EVAL_INTERVAL, MAX_LAYERS};
 use super::participant::{self, Participant, CONNECT_TIMEOUT};
 use super::speech::SPEECH_INTERVAL;
 use super::timer::Timers;
@@ -314,7 +314,43 @@ impl ShardCore {
                 }
             }
         }
-        f.layers_due = any.then_some(now + LAYER_EVAL_INTERVAL);
+        let publishing = self.dynacast(now);
+        self.fabric.layers_due = (any || publishing).then_some(now + LAYER_EVAL_INTERVAL);
+    }
+
+    /// Tells each local simulcast publisher which layers its subscribers
+    /// want, when that changed (see `core::dynacast`). Subscribers on other
+    /// shards are not known here: a track that has some keeps every layer.
+    /// Returns whether there is any such publisher.
+    fn dynacast(&mut self, now: Instant) -> bool {
+        let f = &mut self.fabric;
+        let mut any = false;
+        for (track, route) in f.routes.iter() {
+            let Some((publisher, mid)) = route.publisher else { continue };
+            let published = self.peers.get(publisher).and_then(|p| p.published.get(&mid));
+            let Some(offered) = published.and_then(|t| t.dynacast.as_ref()).map(|d| d.offered()) else { continue };
+            any = true;
+            let mut wanted = if route.remote_shards.is_empty() { [false; MAX_LAYERS] } else { offered };
+            for &slot in &route.subscribers {
+                let Some(p) = self.peers.get(slot) else { continue };
+                let Some(d) = p.down_by_track.get(track).map(|i| &p.down[*i]).filter(|d| d.choice.enabled) else {
+                    continue;
+                };
+                // What it would take were every layer sent, and what it gets until it switched.
+                for l in [route.layers.wanted_of(d.choice.max_height, offered), d.choice.current].into_iter().flatten()
+                {
+                    wanted[l as usize] = true;
+                }
+            }
+            let Some(p) = self.peers.get_mut(publisher) else { continue };
+            let Some(t) = p.published.get_mut(&mid) else { continue };
+            let Some(send) = t.dynacast.as_mut().and_then(|d| d.update(wanted, now)) else { continue };
+            let rids: Vec<String> =
+                (0..MAX_LAYERS).filter(|l| send[*l]).filter_map(|l| t.rids[l]).map(|r| r.to_string()).collect();
+            debug!(participant = %p.id, %track, ?rids, "dynacast: layers wanted");
+            f.outputs.push_back(ShardOutput::Client(p.id, ClientEvent::LayersWanted { mid: mid.to_string(), rids }));
+        }
+        any
     }
 
     pub fn handle_media(&mut self, now: Instant, msg: MediaMsg) {
