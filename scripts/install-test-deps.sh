@@ -5,6 +5,9 @@ set -euo pipefail
 
 need=()
 command -v chromium >/dev/null || need+=(chromium)
+# tests/browser/net/links.sh (namespaces, tbf, loss): ip and tc are in iproute2.
+command -v nft >/dev/null || need+=(nftables)
+command -v tc >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

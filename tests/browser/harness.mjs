@@ -40,14 +40,21 @@ export async function waitFor(fn, ms, what) {
 }
 
 /** Starts switchboard on free loopback ports with a fresh data dir
- *  (or `dataDir`, kept across `restart()`). `args` are extra flags. */
-export async function startServer({ shards = 2, args = [] } = {}) {
+ *  (or `dataDir`, kept across `restart()`). `args` are extra flags.
+ *  `netns`: run it in that namespace of `net/links.sh` instead, on all of
+ *  its addresses; `url` is then how the test reaches it and `pageUrl` how
+ *  pages in the client namespaces do. */
+export async function startServer({ shards = 2, args = [], netns = null } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-test-'));
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = netns ? `http://${LINKS.reach}:${port}` : `http://127.0.0.1:${port}`;
+  const pageUrl = netns ? `http://${LINKS.server}:${port}` : url;
+  const where = netns
+    ? ['ip', ['netns', 'exec', netns, BIN, '--http', `0.0.0.0:${port}`, '--udp-bind', '0.0.0.0', '--public-ip', LINKS.server]]
+    : [BIN, ['--http', `127.0.0.1:${port}`]];
   let proc, log = '';
   const launch = async () => {
-    proc = spawn(BIN, ['--http', `127.0.0.1:${port}`, '--udp-port', '0', '--shards', String(shards), '--data-dir', dataDir, ...args], {
+    proc = spawn(where[0], [...where[1], '--udp-port', '0', '--shards', String(shards), '--data-dir', dataDir, ...args], {
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -63,7 +70,7 @@ export async function startServer({ shards = 2, args = [] } = {}) {
   };
   await launch();
   return {
-    url, dataDir,
+    url, pageUrl, dataDir,
     get proc() { return proc; },
     log: () => log,
     token: (room, identity, extra = []) =>
@@ -85,9 +92,39 @@ export async function startServer({ shards = 2, args = [] } = {}) {
   };
 }
 
-/** `args`: Chromium flags on top of CHROMIUM_ARGS (e.g. a fake audio file). */
-export async function launchBrowser(args = []) {
-  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: [...CHROMIUM_ARGS, ...args] });
+/** `args`: Chromium flags on top of CHROMIUM_ARGS (e.g. a fake audio file).
+ *  `netns`: run the browser in that namespace of `net/links.sh` (playwright
+ *  talks to it over pipes, which cross namespaces); pages there are a secure
+ *  context on the server's `pageUrl`, so they may use the camera. */
+export async function launchBrowser(args = [], { netns = null, pageUrl = null } = {}) {
+  const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+  let executablePath = chromiumPath;
+  if (netns) {
+    executablePath = join(mkdtempSync(join(tmpdir(), 'switchboard-chromium-')), 'chromium');
+    writeFileSync(executablePath, `#!/bin/sh\nexec ip netns exec ${netns} ${chromiumPath} "$@"\n`, { mode: 0o755 });
+    args = [...args, `--unsafely-treat-insecure-origin-as-secure=${pageUrl}`];
+  }
+  return chromium.launch({ executablePath, args: [...CHROMIUM_ARGS, ...args] });
+}
+
+/** The addresses `net/links.sh` gives the server namespace. */
+export const LINKS = { server: '10.77.1.1', reach: '10.77.1.1' };
+const LINKS_SH = join(root, 'tests', 'browser', 'net', 'links.sh');
+/** Runs `net/links.sh` (`up N`, `cap I KBIT`, `down`). */
+export const links = (...words) => execFileSync(LINKS_SH, words.map(String), { stdio: 'inherit' });
+
+/** Forces the height (px) a page draws remote tiles at (0: not at all); the
+ *  page's own tile goes, so the remote one is on screen. */
+export async function tileHeight(page, px) {
+  await page.evaluate((h) => {
+    let s = document.getElementById('test-tile-size');
+    if (!s) { s = document.createElement('style'); s.id = 'test-tile-size'; document.head.append(s); }
+    s.textContent = h === 0
+      ? '.tile:not(.local) { display: none !important; }'
+      : `.tile.local { display: none !important; }
+         .tiles { grid-template-columns: repeat(auto-fill, ${Math.ceil(h * 16 / 9)}px) !important; }
+         .tile:not(.local) { aspect-ratio: auto !important; height: ${h}px !important; }`;
+  }, px);
 }
 
 /** An init script for pages whose video quality is not under test: the

@@ -4,7 +4,7 @@
 // one, a middle tile the 640-wide one, a hidden tile no video at all.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, waitFor, sleep } from './harness.mjs';
+import { startServer, launchBrowser, waitFor, sleep, tileHeight } from './harness.mjs';
 
 const ROOM = 'simulcast-room';
 let server, browser;
@@ -13,20 +13,6 @@ after(async () => {
   if (browser) await browser.close();
   if (server) await server.stop();
 });
-
-/** Forces the height (px) the page draws remote tiles at (0: not at all);
- *  the viewer's own empty tile goes, so the remote one is on screen. */
-async function tileHeight(page, px) {
-  await page.evaluate((h) => {
-    let s = document.getElementById('test-tile-size');
-    if (!s) { s = document.createElement('style'); s.id = 'test-tile-size'; document.head.append(s); }
-    s.textContent = h === 0
-      ? '.tile:not(.local) { display: none !important; }'
-      : `.tile.local { display: none !important; }
-         .tiles { grid-template-columns: repeat(auto-fill, ${Math.ceil(h * 16 / 9)}px) !important; }
-         .tile:not(.local) { aspect-ratio: auto !important; height: ${h}px !important; }`;
-  }, px);
-}
 
 test('viewers decode the simulcast layer their tile needs; a hidden tile gets no video', { timeout: 240000 }, async () => {
   server = await startServer({ shards: 1 });

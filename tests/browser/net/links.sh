@@ -1,0 +1,75 @@
+#!/bin/bash
+# Network namespaces for browser tests whose clients need links of their own
+# (../../shared/TESTBED.md: netns, veth and tbf work here; netem does not).
+#
+#   links.sh up N      namespace sbt-srv for the server, sbt-c1..sbt-cN for
+#                      clients, all on one bridge in sbt-srv (one subnet, so
+#                      the server's replies leave from the address it was
+#                      sent to): the server is 10.77.1.1, client i 10.77.1.(i+1),
+#                      the test runner (root namespace) 10.77.1.200.
+#   links.sh cap I KBIT   caps what the server sends to client I (its
+#                      downlink) with a tbf; KBIT 0 lifts the cap.
+#   links.sh loss I PCT  drops PCT % of client I's UDP datagrams, each way,
+#                      at random (nft numgen in its namespace); 0 stops it.
+#   links.sh down      removes everything (also what a crashed run left).
+#
+# Everything is inside namespaces this script made, plus one veth in the root
+# namespace on their subnet; nothing else is touched.
+set -eu
+cmd=$1
+srv=sbt-srv
+
+down() {
+  for ns in $(ip netns list | awk '/^sbt-/ {print $1}'); do ip netns del "$ns"; done
+  ip link del sbt-root 2>/dev/null || true
+}
+
+case "$cmd" in
+  up)
+    n=$2
+    down
+    ip netns add $srv
+    ip -n $srv link set lo up
+    ip -n $srv link add sbt-br type bridge
+    ip -n $srv addr add 10.77.1.1/24 dev sbt-br
+    ip -n $srv link set sbt-br up
+    ip link add sbt-root type veth peer name sbt-r0 netns $srv
+    ip -n $srv link set sbt-r0 master sbt-br up
+    ip addr add 10.77.1.200/24 dev sbt-root
+    ip link set sbt-root up
+    for i in $(seq "$n"); do
+      ns=sbt-c$i
+      ip netns add "$ns"
+      ip -n "$ns" link set lo up
+      # sbt-s<i> is client i's port on the bridge: its egress is the client's downlink.
+      ip -n $srv link add "sbt-s$i" type veth peer name eth0 netns "$ns"
+      ip -n $srv link set "sbt-s$i" master sbt-br up
+      ip -n "$ns" addr add "10.77.1.$((i + 1))/24" dev eth0
+      ip -n "$ns" link set eth0 up
+    done
+    ;;
+  cap)
+    i=$2 kbit=$3
+    ip netns exec $srv tc qdisc del dev "sbt-s$i" root 2>/dev/null || true
+    if [ "$kbit" != 0 ]; then
+      # A 50 ms bucket and up to 400 ms of queue, like an access link: it
+      # delays a burst (a keyframe), then drops what does not fit.
+      burst=$(( kbit * 1000 / 8 / 20 )); [ "$burst" -lt 5000 ] && burst=5000
+      ip netns exec $srv tc qdisc add dev "sbt-s$i" root tbf rate "${kbit}kbit" burst "$burst" latency 400ms
+    fi
+    ;;
+  loss)
+    i=$2 pct=$3
+    ip netns exec "sbt-c$i" nft delete table inet sbt-loss 2>/dev/null || true
+    if [ "$pct" != 0 ]; then
+      ip netns exec "sbt-c$i" nft -f - <<NFT
+table inet sbt-loss {
+  chain in { type filter hook input priority 0; meta l4proto udp numgen random mod 100 < $pct drop; }
+  chain out { type filter hook output priority 0; meta l4proto udp numgen random mod 100 < $pct drop; }
+}
+NFT
+    fi
+    ;;
+  down) down ;;
+  *) echo "usage: $0 up N | cap I KBIT | loss I PCT | down" >&2; exit 2 ;;
+esac
