@@ -59,6 +59,10 @@ pub struct Client {
     pub held: Vec<String>,
     /// RTP datagrams towards this client to lose on the way (a lossy link).
     pub lose_rtp: usize,
+    /// Lose every n-th RTP datagram towards this client, retransmissions
+    /// included (a link with steady loss, the same on every run).
+    pub lose_every: Option<usize>,
+    rtp_towards: usize,
 }
 
 impl Client {
@@ -271,6 +275,8 @@ impl Bed {
                 hold_offers: false,
                 held: vec![],
                 lose_rtp: 0,
+                lose_every: None,
+                rtp_towards: 0,
             },
         );
         self.dispatch(out);
@@ -513,9 +519,12 @@ impl Bed {
         let moved = !sent.is_empty() || !handed.is_empty() || !control.is_empty();
         for t in sent {
             let Some(c) = self.clients.values_mut().find(|c| c.addr == t.destination && !c.gone) else { continue };
-            if c.lose_rtp > 0 && is_rtp(&t.contents) {
-                c.lose_rtp -= 1;
-                continue;
+            if is_rtp(&t.contents) {
+                c.rtp_towards += 1;
+                if c.lose_rtp > 0 || c.lose_every.is_some_and(|n| c.rtp_towards % n == 0) {
+                    c.lose_rtp = c.lose_rtp.saturating_sub(1);
+                    continue;
+                }
             }
             let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
             // A refused datagram (e.g. DTLS receive queue full in a

@@ -290,6 +290,24 @@ fn a_lost_packet_is_nacked_and_retransmitted() {
     assert!(bed.shards[0].stats().nacks_received >= 1, "the NACK was counted");
 }
 
+/// A link that loses a quarter of what we send it, retransmissions too:
+/// every packet still arrives, repaired by NACK and retransmission (str0m's
+/// default would stop retransmitting past 15 % of the leg's traffic).
+#[test]
+fn steady_loss_on_a_subscriber_link_is_repaired_by_retransmission() {
+    let (mut bed, publisher, sub) = video_flowing(1);
+    bed.clients.get_mut(&sub).unwrap().lose_every = Some(4);
+    for n in 200..300 {
+        bed.send_rtp(publisher, MediaKind::Video, &payload("v", n));
+        bed.run(Duration::from_millis(30));
+    }
+    bed.clients.get_mut(&sub).unwrap().lose_every = None;
+    bed.run(Duration::from_secs(1));
+    let got = &bed.client(sub).rtp;
+    let missing: Vec<usize> = (200..300).filter(|n| !got.iter().any(|r| r.payload == payload("v", *n))).collect();
+    assert!(missing.is_empty(), "packets never repaired: {missing:?}");
+}
+
 /// A viewer (no publish grant) negotiates no transport-cc or abs-send-time:
 /// bandwidth estimation of what it sends is moot. Media, NACK and
 /// retransmission still work on its legs.

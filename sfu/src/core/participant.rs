@@ -119,6 +119,17 @@ pub struct Participant {
     pub written: bool,
 }
 
+/// Retransmissions a leg keeps answering NACKs with, as a share of what it
+/// sends (over the last second). str0m's default, 15 %, is below what a
+/// link losing 10 % each way needs once lost retransmissions are asked again
+/// (it then drops every queued resend, and frames freeze); past half, the
+/// link is better served by a lower layer than by more repairs.
+const RTX_RATIO_CAP: f32 = 0.5;
+/// Packets and age of the cache NACKs are answered from (str0m's defaults:
+/// about 3 s of a 720p layer).
+const RTX_CACHE_PACKETS: usize = 2000;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+
 /// The codecs every leg negotiates: forwarding without transcoding needs all
 /// participants to share them, and Opus + VP8 work in every WebRTC browser.
 /// A participant that may not publish only receives from us: it gets no
@@ -212,7 +223,10 @@ impl Participant {
         let mut ready = Vec::with_capacity(slots.len());
         for i in slots {
             let mid = self.down[i].mid;
-            let ssrc = self.rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| s.ssrc());
+            let ssrc = self.rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| {
+                s.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+                s.ssrc()
+            });
             let pts = self.negotiated_codecs(mid).into_iter().map(|(pt, c)| (c, pt)).collect();
             let d = &mut self.down[i];
             d.ssrc = ssrc;
