@@ -209,7 +209,7 @@ impl Participant {
         self.sources.extend(sources);
         let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| bad_sdp(format!("offer refused: {e}")))?;
         self.neg.started = true;
-        Ok(Some(ClientEvent::Answer { sdp: answer.to_sdp_string() }))
+        Ok(Some(ClientEvent::Answer { sdp: with_rrtr(&answer.to_sdp_string()) }))
     }
 
     /// Handles the client's answer; returns the slots that just became ready.
@@ -323,7 +323,7 @@ impl Participant {
         }
         let (offer, pending) = api.apply()?;
         self.neg.pending = Some((pending, slots));
-        Some(ClientEvent::Offer { sdp: offer.to_sdp_string(), mids })
+        Some(ClientEvent::Offer { sdp: with_rrtr(&offer.to_sdp_string()), mids })
     }
 
     pub fn source_of(&self, mid: Mid, kind: TrackKind) -> TrackSource {
@@ -454,5 +454,38 @@ mod tests {
     #[test]
     fn msid_is_token() {
         assert_eq!(msid_token("ann lee@x.org"), "ann_lee_x.org");
+    }
+}
+
+/// Adds `a=rtcp-fb:<pt> rrtr` wherever a payload type has NACK feedback.
+/// A browser that only receives on an m-line learns its round-trip time
+/// from RTCP XR only (it sends receiver reference times, str0m answers with
+/// DLRR): without it libwebrtc spaces NACK retries by a 100 ms default, and
+/// on a lossy link each lost retransmission becomes a visible freeze.
+/// str0m does not write this feedback parameter itself.
+fn with_rrtr(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len() + 64);
+    for line in sdp.split_inclusive('\n') {
+        out.push_str(line);
+        let trimmed = line.trim_end();
+        if let Some(pt) = trimmed.strip_prefix("a=rtcp-fb:").and_then(|r| r.strip_suffix(" nack")) {
+            let eol = &line[trimmed.len()..];
+            out.push_str(&format!("a=rtcp-fb:{pt} rrtr{eol}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod rrtr_tests {
+    use super::with_rrtr;
+
+    #[test]
+    fn rrtr_feedback_follows_every_nack_line() {
+        let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\na=rtpmap:97 rtx/90000\r\n";
+        let got = with_rrtr(sdp);
+        assert_eq!(got.matches("a=rtcp-fb:96 rrtr\r\n").count(), 1, "{got}");
+        assert!(got.contains("a=rtcp-fb:96 nack\r\na=rtcp-fb:96 rrtr\r\na=rtcp-fb:96 nack pli"));
+        assert_eq!(with_rrtr("v=0\r\n"), "v=0\r\n");
     }
 }
