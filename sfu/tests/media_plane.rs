@@ -314,9 +314,9 @@ fn steady_loss_on_a_subscriber_link_is_repaired_by_retransmission() {
     assert!(missing.is_empty(), "packets never repaired: {missing:?}");
 }
 
-/// A viewer (no publish grant) negotiates no transport-cc or abs-send-time:
-/// bandwidth estimation of what it sends is moot. Media, NACK and
-/// retransmission still work on its legs.
+/// A viewer (no publish grant) negotiates no transport-cc (estimating what
+/// it sends is moot), but abs-send-time and REMB: its browser estimates what
+/// we send it. Media, NACK and retransmission work on its legs.
 #[test]
 fn a_viewer_gets_media_without_transport_cc() {
     let mut bed = Bed::new(1);
@@ -334,10 +334,8 @@ fn a_viewer_gets_media_without_transport_cc() {
         .collect();
     assert!(!offers.is_empty() && offers.iter().all(|sdp| sdp.contains("m=video")), "the viewer was offered the video");
     for sdp in &offers {
-        assert!(
-            !sdp.contains("transport-wide-cc") && !sdp.contains("abs-send-time"),
-            "no BWE extensions offered to a viewer:\n{sdp}"
-        );
+        assert!(!sdp.contains("transport-wide-cc"), "no transport-cc offered to a viewer:\n{sdp}");
+        assert!(sdp.contains("abs-send-time") && sdp.contains("goog-remb"), "REMB estimation offered:\n{sdp}");
     }
     assert!(
         bed.client(publisher)
@@ -463,4 +461,24 @@ fn nack_and_feedback_timers_ride_on_forwarding() {
     assert!(bed.client(b).rtp.iter().any(|r| r.payload == payload("v", 199)), "media flowed");
     // Unabsorbed, this is ~200 (2 peers × 2 s × ~50/s).
     assert!(timers < 60, "{timers} timer-driven timeouts in 2 s of a two-party call");
+}
+
+/// We run no bandwidth estimation of our own on what we send, so nothing
+/// we send carries a transport-wide sequence number, even to a publisher
+/// that negotiated transport-cc (for what it sends us): its browser then
+/// estimates our packets itself and reports with REMB.
+#[test]
+fn forwarded_packets_carry_no_transport_wide_sequence_numbers() {
+    let mut bed = Bed::new(1);
+    let a = bed.join("r", "a", AV);
+    let b = bed.join("r", "b", AV);
+    bed.run(Duration::from_secs(2));
+    for n in 0..20 {
+        bed.send_rtp(a, MediaKind::Video, &payload("v", n));
+        bed.run(Duration::from_millis(30));
+    }
+    let got = &bed.client(b).rtp;
+    assert!(got.len() >= 20, "b got a's video: {}", got.len());
+    assert!(got.iter().all(|r| r.transport_cc.is_none()), "no transport-wide sequence numbers");
+    assert!(got.iter().all(|r| r.abs_send_time), "abs-send-time on every packet");
 }

@@ -24,41 +24,63 @@ struct Publisher {
     /// Follows `layers_wanted` (dynacast) as the pages do.
     dynacast: bool,
     events_seen: usize,
+    /// Packets (300 bytes) per frame on each layer.
+    packets: [usize; 3],
+    /// Also an audio packet per frame, as a microphone would.
+    audio: bool,
 }
 
 impl Publisher {
     fn new(pid: ParticipantId) -> Self {
-        Publisher { pid, active: [true; 3], want_key: [true; 3], requests_seen: 0, dynacast: false, events_seen: 0 }
+        Publisher {
+            pid,
+            active: [true; 3],
+            want_key: [true; 3],
+            requests_seen: 0,
+            dynacast: false,
+            events_seen: 0,
+            packets: [1; 3],
+            audio: false,
+        }
     }
 
     fn frames(&mut self, bed: &mut Bed, d: Duration) {
         for _ in 0..(d.as_millis() / FRAME.as_millis()) {
-            let rids = &bed.client(self.pid).keyframe_rids;
-            for rid in &rids[self.requests_seen..] {
-                match rid.as_deref().and_then(|r| LAYER_RIDS.iter().position(|l| *l == r)) {
-                    Some(l) => self.want_key[l] = true,
-                    None => self.want_key = [true; 3],
-                }
-            }
-            self.requests_seen = rids.len();
-            let events = &bed.client(self.pid).events;
-            for e in &events[self.events_seen..] {
-                if let (ClientEvent::LayersWanted { rids, .. }, true) = (e, self.dynacast) {
-                    for (l, rid) in LAYER_RIDS.iter().enumerate() {
-                        let on = rids.iter().any(|r| r == rid);
-                        // A resumed layer starts with a keyframe, as an encoder's does.
-                        self.want_key[l] |= on && !self.active[l];
-                        self.active[l] = on;
-                    }
-                }
-            }
-            self.events_seen = events.len();
-            for l in 0..3 {
-                if self.active[l] {
-                    bed.send_layer(self.pid, l, std::mem::take(&mut self.want_key[l]));
-                }
-            }
+            self.send_frame(bed);
             bed.run(FRAME);
+        }
+    }
+
+    /// One frame on each active layer (a keyframe where one was asked for).
+    fn send_frame(&mut self, bed: &mut Bed) {
+        if self.audio {
+            bed.send_speech(self.pid, -127);
+        }
+        let rids = &bed.client(self.pid).keyframe_rids;
+        for rid in &rids[self.requests_seen..] {
+            match rid.as_deref().and_then(|r| LAYER_RIDS.iter().position(|l| *l == r)) {
+                Some(l) => self.want_key[l] = true,
+                None => self.want_key = [true; 3],
+            }
+        }
+        self.requests_seen = rids.len();
+        let events = &bed.client(self.pid).events;
+        for e in &events[self.events_seen..] {
+            if let (ClientEvent::LayersWanted { rids, .. }, true) = (e, self.dynacast) {
+                for (l, rid) in LAYER_RIDS.iter().enumerate() {
+                    let on = rids.iter().any(|r| r == rid);
+                    // A resumed layer starts with a keyframe, as an encoder's does.
+                    self.want_key[l] |= on && !self.active[l];
+                    self.active[l] = on;
+                }
+            }
+        }
+        self.events_seen = events.len();
+        for l in 0..3 {
+            if self.active[l] {
+                let key = std::mem::take(&mut self.want_key[l]);
+                bed.send_layer_frame(self.pid, l, key, self.packets[l]);
+            }
         }
     }
 }
@@ -275,4 +297,107 @@ fn dynacast_keeps_every_layer_while_subscribers_on_another_shard_take_the_track(
     subscription(&mut bed, subs[0], mid, Some(180), true);
     publisher.frames(&mut bed, Duration::from_secs(7));
     assert!(layers_wanted(&bed, publisher.pid).is_empty(), "remote demand is not known here");
+}
+
+/// Layers of about 80, 240 and 640 kb/s on the wire (1, 3 and 8 packets of
+/// 300 bytes per frame at 30 frames a second).
+const REAL_RATES: [usize; 3] = [1, 3, 8];
+
+#[test]
+fn each_subscriber_settles_on_the_layer_its_link_carries() {
+    let (mut bed, mut publisher, subs) = room(1, 3);
+    publisher.packets = REAL_RATES;
+    publisher.audio = true;
+    // sub0: no limit; sub1: 450 kb/s; sub2: 80 kb/s, below the low layer.
+    // Each estimates its link and tells the server (REMB), as a browser does.
+    bed.set_downlink(subs[0], None);
+    bed.set_downlink(subs[1], Some(450_000));
+    bed.set_downlink(subs[2], Some(80_000));
+    // Until the thinnest link's video pauses (its lowest layer does not fit).
+    let paused = |bed: &Bed, sub| bed.client(sub).has_event(|e| matches!(e, ClientEvent::TrackPaused { .. }));
+    for _ in 0..60 {
+        if paused(&bed, subs[2]) {
+            break;
+        }
+        publisher.frames(&mut bed, Duration::from_millis(250));
+    }
+    assert!(paused(&bed, subs[2]), "the 80 kb/s link is told its video paused");
+    // The newest video packet (repairs of older ones may still come), and
+    // the audio packets.
+    let received = |bed: &Bed, sub| {
+        let video = video_mid(bed, sub, "pub");
+        let newest = video_received(bed, sub, video).iter().map(|g| g.1).max();
+        (newest, bed.client(sub).rtp.iter().filter(|r| r.mid != video).count())
+    };
+    // (What the link had queued still arrives.)
+    publisher.frames(&mut bed, Duration::from_millis(400));
+    let before = received(&bed, subs[2]);
+    publisher.frames(&mut bed, Duration::from_secs(2));
+    let after = received(&bed, subs[2]);
+    assert_eq!(after.0, before.0, "no new video while paused");
+    assert!(after.1 > before.1 + 50, "audio goes on: {before:?} -> {after:?}");
+    // The others have settled.
+    publisher.frames(&mut bed, Duration::from_secs(8));
+    let tail = |bed: &Bed, sub: ParticipantId| -> Vec<String> {
+        let got = video_received(bed, sub, video_mid(bed, sub, "pub"));
+        got[got.len().saturating_sub(20)..].iter().map(|g| g.0.clone()).collect()
+    };
+    let (t0, t1) = (tail(&bed, subs[0]), tail(&bed, subs[1]));
+    assert!(t0.iter().all(|r| r == "f"), "the unlimited link gets the top layer: {t0:?}");
+    assert!(t1.iter().all(|r| r == "h"), "the 450 kb/s link gets the middle layer: {t1:?}");
+
+    // The limits go: both climb to the top layer and the pause ends.
+    for s in &subs[1..] {
+        bed.set_downlink(*s, None);
+    }
+    // (Lifts that fell back while the links were capped lengthen the hold.)
+    publisher.frames(&mut bed, Duration::from_secs(30));
+    assert!(bed.client(subs[2]).has_event(|e| matches!(e, ClientEvent::TrackResumed { .. })), "video resumed");
+    for s in &subs {
+        let t = tail(&bed, *s);
+        assert!(t.iter().all(|r| r == "f"), "{} back on the top layer: {t:?}", bed.client(*s).identity);
+    }
+}
+
+#[test]
+fn the_active_speakers_camera_gets_the_better_layer_when_the_link_is_short() {
+    // Whichever of the two joined first (the order tracks reach the leg).
+    for speaker_first in [true, false] {
+        let mut bed = Bed::with_spill_at(1, 10);
+        let a = Publisher::new(bed.join_simulcast("r", "a"));
+        let b = Publisher::new(bed.join_simulcast("r", "b"));
+        let (mut speaker, mut quiet, names) = match speaker_first {
+            true => (a, b, ("a", "b")),
+            false => (b, a, ("b", "a")),
+        };
+        let sub = bed.join("r", "sub", &[]);
+        bed.run(Duration::from_secs(2));
+        for p in [&mut quiet, &mut speaker] {
+            p.packets = REAL_RATES;
+            p.audio = true;
+        }
+        // Room for one middle layer and one low one, not for two middle ones.
+        bed.set_downlink(sub, Some(450_000));
+        let (s, q) = (video_mid(&bed, sub, names.0), video_mid(&bed, sub, names.1));
+        let mut layers = |bed: &mut Bed, secs: u64| {
+            let from = bed.client(sub).rtp.len();
+            for _ in 0..(secs * 1000 / FRAME.as_millis() as u64) {
+                quiet.send_frame(bed);
+                speaker.send_frame(bed);
+                // Only one of them speaks.
+                bed.send_speech(speaker.pid, -20);
+                bed.run(FRAME);
+            }
+            let got = &bed.client(sub).rtp[from..];
+            let share = |mid: Mid, rid: &str| {
+                let of: Vec<_> = got.iter().filter(|r| r.mid == mid).collect();
+                of.iter().filter(|r| layer_tag(&r.payload).starts_with(rid)).count() * 100 / of.len().max(1)
+            };
+            (share(s, "h"), share(q, "q"))
+        };
+        layers(&mut bed, 10);
+        let (speaker_h, quiet_q) = layers(&mut bed, 5);
+        assert!(speaker_h >= 75, "the speaker's camera on the middle layer: {speaker_h} % ({speaker_first})");
+        assert!(quiet_q >= 75, "the quiet camera on the low layer: {quiet_q} % ({speaker_first})");
+    }
 }

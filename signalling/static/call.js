@@ -278,6 +278,14 @@
         }
         case 'speakers': showSpeakers(msg.speakers); break;
         case 'layers_wanted': setLayers(msg.mid, msg.rids); break;
+        case 'track_paused':
+        case 'track_resumed': {
+          // The link cannot carry even the lowest layer: say so on the tile
+          // instead of leaving a frozen frame.
+          const t = [...state.tiles.values()].find((x) => x.videoMid === msg.mid);
+          if (t) t.fig.classList.toggle('paused', msg.type === 'track_paused');
+          break;
+        }
         case 'error': setStatus(`Error: ${msg.message}`); console.warn('server error', msg); break;
         case 'closed': finish(msg); break;
       }
@@ -437,6 +445,8 @@
         else if (s.kind === 'video') {
           o.framesDecoded += s.framesDecoded || 0; o.videoBytes += s.bytesReceived || 0;
           o.frameWidth = s.frameWidth || 0; o.frameHeight = s.frameHeight || 0; o.freezeCount = s.freezeCount || 0;
+          o.framesReceived = s.framesReceived || 0; o.freezeSeconds = s.totalFreezesDuration || 0;
+          o.framesDropped = s.framesDropped || 0; o.pliCount = s.pliCount || 0;
         }
         else o.audioBytes += s.bytesReceived || 0;
       });

@@ -128,6 +128,16 @@ pub enum ClientEvent {
         mid: String,
         rids: Vec<String>,
     },
+    /// The video on receiving m-line `mid` stopped: not even its lowest
+    /// layer fits what the link carries. Audio goes on.
+    TrackPaused {
+        mid: String,
+        reason: PauseReason,
+    },
+    /// The video on `mid` flows again.
+    TrackResumed {
+        mid: String,
+    },
     /// Something the client sent was refused; the session goes on.
     Error {
         code: ErrorCode,
@@ -138,6 +148,13 @@ pub enum ClientEvent {
         code: ErrorCode,
         message: String,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// The subscriber's bandwidth estimate is below the lowest layer.
+    Bandwidth,
 }
 
 /// Control plane → shard.

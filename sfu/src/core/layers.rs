@@ -48,7 +48,20 @@ struct Seen {
     /// From the last keyframe's VP8 header.
     width: u16,
     height: u16,
+    /// Bytes in the current rate window and the ones before it, newest first.
+    bytes: [u64; RATE_WINDOWS],
+    window_start: Option<Instant>,
 }
+
+/// Layer bitrates are measured over this many windows of [`RATE_WINDOW`]
+/// (about two seconds: long enough that the keyframes a switch asks for do
+/// not make a layer look twice as expensive).
+const RATE_WINDOWS: usize = 4;
+const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+/// Bytes a packet takes beyond its payload as a receiver's estimator counts
+/// it: RTP header with our extensions, SRTP tag.
+const RTP_OVERHEAD: u64 = 42;
 
 /// One published video track's layers as seen on this shard (from the
 /// packets it forwards; no state crosses shards).
@@ -58,13 +71,44 @@ pub struct LayerStats {
 }
 
 impl LayerStats {
-    /// Counts one packet of `layer`; `size` is the resolution a keyframe declares.
-    pub fn on_packet(&mut self, layer: Layer, size: Option<(u16, u16)>, now: Instant) {
+    /// Counts one packet of `layer` (`bytes` of payload); `size` is the
+    /// resolution a keyframe declares.
+    pub fn on_packet(&mut self, layer: Layer, bytes: usize, size: Option<(u16, u16)>, now: Instant) {
         let Some(s) = self.layers.get_mut(layer as usize) else { return };
         s.last_packet = Some(now);
         if let Some((w, h)) = size {
             (s.width, s.height) = (w, h);
         }
+        match s.window_start {
+            Some(t) if now < t + RATE_WINDOW => {}
+            Some(t) if now < t + RATE_WINDOW * RATE_WINDOWS as u32 => {
+                // Shift by as many windows as passed.
+                let mut start = t;
+                while now >= start + RATE_WINDOW {
+                    s.bytes.rotate_right(1);
+                    s.bytes[0] = 0;
+                    start += RATE_WINDOW;
+                }
+                s.window_start = Some(start);
+            }
+            _ => {
+                s.bytes = [0; RATE_WINDOWS];
+                s.window_start = Some(now);
+            }
+        }
+        s.bytes[0] += bytes as u64 + RTP_OVERHEAD;
+    }
+
+    /// What `layer` has been sending, in bits per second (RTP packets, as
+    /// a receiver counts them), over about the last two seconds (0 when idle).
+    pub fn bitrate(&self, layer: Layer, now: Instant) -> u64 {
+        let Some(s) = self.layers.get(layer as usize) else { return 0 };
+        let Some(start) = s.window_start.filter(|_| self.is_active(layer, now)) else { return 0 };
+        // The current window so far plus the whole ones before it.
+        let whole = s.bytes[1..].iter().take_while(|b| **b > 0).count() as u32;
+        let span = now.saturating_duration_since(start) + RATE_WINDOW * whole;
+        let span = span.max(Duration::from_millis(100)).as_secs_f64();
+        (s.bytes.iter().sum::<u64>() as f64 * 8.0 / span) as u64
     }
 
     pub fn is_active(&self, layer: Layer, now: Instant) -> bool {
@@ -111,7 +155,7 @@ impl LayerStats {
     }
 
     /// The first of `layers` (ascending) at least `max_height` tall, else the last.
-    fn pick(&self, max_height: Option<u32>, layers: impl Iterator<Item = Layer>) -> Option<Layer> {
+    pub fn pick(&self, max_height: Option<u32>, layers: impl Iterator<Item = Layer>) -> Option<Layer> {
         let mut top = None;
         for l in layers {
             let tall_enough = match (max_height, self.height_estimate(l)) {
@@ -140,6 +184,11 @@ pub struct LayerChoice {
     pub enabled: bool,
     /// When a keyframe of `target` was last asked for, while switching.
     asked_at: Option<Instant>,
+    /// The highest layer the leg's bandwidth allows (`None`: no estimate
+    /// yet, no limit); set by [`crate::core::allocate`].
+    pub cap: Option<Layer>,
+    /// Not even the lowest layer fits the leg's bandwidth: no video for now.
+    pub paused: bool,
 }
 
 impl Default for LayerChoice {
@@ -150,6 +199,8 @@ impl Default for LayerChoice {
             max_height: None,
             enabled: true,
             asked_at: None,
+            cap: None,
+            paused: false,
         }
     }
 }
@@ -168,7 +219,7 @@ impl LayerChoice {
     /// Without simulcast (one layer seen) everything goes out; with it, a
     /// leg starts or switches only at a keyframe of its target.
     pub fn pass(&mut self, layer: Layer, keyframe: bool, simulcast: bool) -> Pass {
-        if !self.enabled {
+        if !self.enabled || self.paused {
             return Pass::Skip;
         }
         if self.current == Some(layer) {
@@ -186,10 +237,15 @@ impl LayerChoice {
     /// layer to ask a keyframe of: a new target, or one whose keyframe has
     /// not come a second after it was asked for (the request was lost).
     pub fn retarget(&mut self, stats: &LayerStats, now: Instant) -> Option<Layer> {
-        if !self.enabled {
+        if !self.enabled || self.paused {
             return None;
         }
-        let best = stats.best_for(self.max_height, now)?;
+        let wanted = stats.best_for(self.max_height, now)?;
+        // The highest active layer at or below both the wish and the cap.
+        let best = match self.cap {
+            Some(cap) if cap < wanted => (0..=cap).rev().find(|l| stats.is_active(*l, now)).unwrap_or(0),
+            _ => wanted,
+        };
         let changed = best != self.target;
         self.target = best;
         if self.current == Some(best) {
@@ -246,7 +302,7 @@ mod tests {
     fn stats_with(now: Instant, sizes: &[Option<(u16, u16)>]) -> LayerStats {
         let mut s = LayerStats::default();
         for (l, size) in sizes.iter().enumerate() {
-            s.on_packet(l as Layer, *size, now);
+            s.on_packet(l as Layer, 1000, *size, now);
         }
         s
     }
@@ -276,8 +332,8 @@ mod tests {
         let t0 = Instant::now();
         let mut s = stats_with(t0, &[Some((320, 180)), Some((640, 360)), Some((1280, 720))]);
         let t1 = t0 + LAYER_IDLE + Duration::from_millis(1);
-        s.on_packet(0, None, t1);
-        s.on_packet(1, None, t1);
+        s.on_packet(0, 100, None, t1);
+        s.on_packet(1, 100, None, t1);
         assert_eq!(s.best_for(None, t1), Some(1));
     }
 

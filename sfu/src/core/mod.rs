@@ -1,6 +1,7 @@
 //! Sans-IO media plane: no sockets, no threads, no clock reads. Time comes in
 //! as an argument, so tests drive it faster than real time.
 
+pub mod allocate;
 pub mod command;
 pub mod demux;
 pub mod dynacast;

@@ -18,6 +18,7 @@ use str0m::media::{Direction, KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::rtp::{Extension, ExtensionMap, Ssrc};
 use str0m::{Candidate, Rtc, RtcConfig};
 
+use super::allocate::LegBudget;
 use super::command::TrackInfo;
 use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, Signal};
 use super::dynacast::Dynacast;
@@ -117,6 +118,9 @@ pub struct Participant {
     pub nacks_seen: HashMap<Mid, (u64, u64)>,
     /// RTP was written on one of our legs and awaits the shard's drain.
     pub written: bool,
+    /// What the client's browser estimates its link carries of what we
+    /// send it, from its REMB reports, and the layer allocation made of it.
+    pub budget: LegBudget,
 }
 
 /// Retransmissions a leg keeps answering NACKs with, as a share of what it
@@ -132,10 +136,15 @@ const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 
 /// The codecs every leg negotiates: forwarding without transcoding needs all
 /// participants to share them, and Opus + VP8 work in every WebRTC browser.
-/// A participant that may not publish only receives from us: it gets no
-/// transport-cc or abs-send-time, whose only use is bandwidth estimation of
-/// what the client sends (we run none on what we send), so its client sends
-/// no TWCC feedback and str0m keeps no per-packet send record for it.
+///
+/// What a subscriber's link carries is estimated by the subscriber's own
+/// browser: every leg negotiates abs-send-time and REMB, we stamp no
+/// transport-wide sequence numbers on what we send (vendored str0m, patch
+/// 4), so the browser runs its receive-side estimator and reports it with
+/// REMB a few times a second. That costs the server nothing per packet
+/// (send-side estimation on every leg cost a fifth of its CPU, see
+/// benches/README.md). A participant that may not publish also gets no
+/// transport-cc at all: it only serves estimating what the client sends.
 pub fn rtc_config(can_publish: bool) -> RtcConfig {
     let config = RtcConfig::new()
         .set_ice_lite(true)
@@ -153,7 +162,7 @@ pub fn rtc_config(can_publish: bool) -> RtcConfig {
     }
     let mut exts = ExtensionMap::empty();
     for (id, ext) in ExtensionMap::standard().iter() {
-        if !matches!(ext, Extension::TransportSequenceNumber | Extension::AbsoluteSendTime) {
+        if !matches!(ext, Extension::TransportSequenceNumber) {
             exts.set(id, ext.clone());
         }
     }
@@ -189,6 +198,7 @@ impl Participant {
             offer_due: None,
             nacks_seen: HashMap::new(),
             written: false,
+            budget: LegBudget::default(),
         }
     }
 

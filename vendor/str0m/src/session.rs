@@ -1285,7 +1285,13 @@ impl Session {
 
         // TWCC might not be enabled for this m-line. Firefox do use TWCC, but not
         // for audio. This is indiciated via the SDP.
-        let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
+        // PATCH(switchboard): without our own bandwidth estimation nothing
+        // reads transport-cc feedback about what we send, so our packets
+        // carry no transport-wide sequence number: the receiver then runs
+        // its own estimator (abs-send-time) and reports it with REMB, and
+        // sends no per-packet feedback. What the remote sends us keeps its
+        // transport-cc (we still give feedback on it).
+        let twcc_enabled = self.bwe.is_some() && exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc = twcc_enabled.then_some(&mut self.twcc);
 
         let receipt = stream.poll_packet(now, exts, twcc, params, buf)?;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::media::{Mid, Rid, Rids};
 use str0m::rtp::{ExtensionValues, Vp8Descriptor};
@@ -169,6 +170,8 @@ impl Fabric {
                 self.work.push_back(Work::Data { msg: Arc::new(msg), from_remote: false });
             }
             Event::ChannelClose(cid) if p.channel == Some(cid) => p.channel = None,
+            // Its browser's estimate of what its link carries of what we send.
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => p.budget.on_estimate(estimate.as_u64()),
             // NACKs this client sent us (as a subscriber), cumulative per m-line.
             Event::MediaEgressStats(s) => {
                 let seen = p.nacks_seen.entry(s.mid).or_default();

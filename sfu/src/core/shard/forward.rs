@@ -29,7 +29,7 @@ impl ShardCore {
         let video = pkt.codec == Codec::Vp8;
         if video {
             let size = if pkt.keyframe { vp8_keyframe_size(&pkt.payload) } else { None };
-            route.layers.on_packet(pkt.layer, size, now);
+            route.layers.on_packet(pkt.layer, pkt.payload.len(), size, now);
         }
         let simulcast = video && route.layers.is_simulcast();
         for &slot in &route.subscribers {

@@ -35,13 +35,15 @@ use tracing::{debug, info};
 pub use self::data::tag_data;
 use self::routes::{KeyframeTarget, Routes};
 use self::slots::Slots;
+use super::allocate::Track;
 use super::command::{
-    ClientEvent, JoinRequest, MediaMsg, MediaPacket, RoomData, ShardCommand, ShardEvent, Speaker, TrackInfo,
+    ClientEvent, JoinRequest, MediaMsg, MediaPacket, PauseReason, RoomData, ShardCommand, ShardEvent, Speaker,
+    TrackInfo,
 };
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
 use super::layers::{Layer, LAYER_EVAL_INTERVAL, MAX_LAYERS};
-use super::participant::{self, Participant, CONNECT_TIMEOUT};
+use super::participant::{self, DownTrack, Participant, CONNECT_TIMEOUT};
 use super::speech::SPEECH_INTERVAL;
 use super::timer::Timers;
 pub use crate::stats::ShardStats;
@@ -295,22 +297,71 @@ impl ShardCore {
         f.speech_due = any_microphone.then_some(now + SPEECH_INTERVAL);
     }
 
-    /// Moves every subscriber's simulcast target to the best layer that is
-    /// active and fits its wishes, asking for keyframes where that changed.
+    /// Shares each subscriber's bandwidth (its browser's estimate) between
+    /// the video it receives, screen shares first, then the active
+    /// speakers' cameras (`core::allocate`), then
+    /// moves every leg's simulcast target to the best layer that is active,
+    /// allowed and matches the subscriber's wishes, asking for keyframes
+    /// where that changed.
     fn retarget_layers(&mut self, now: Instant) {
-        let f = &mut self.fabric;
         let mut any = false;
-        for (track, route) in f.routes.iter() {
-            for &slot in &route.subscribers {
-                any = true;
-                let Some(p) = self.peers.get_mut(slot) else { continue };
-                let Some(&i) = p.down_by_track.get(track) else { continue };
+        // Who speaks in each room (as this shard hears it: a room that
+        // spilled over shards is not merged here), loudest first.
+        let speaking: HashMap<Arc<str>, Vec<Arc<str>>> = self
+            .fabric
+            .speakers_sent
+            .iter()
+            .map(|(room, ids)| {
+                let names = ids.iter().filter_map(|id| self.peers.slot_of(*id).and_then(|s| self.peers.get(s)));
+                (room.clone(), names.map(|p| p.identity.clone()).collect())
+            })
+            .collect();
+        for slot in self.peers.occupied() {
+            let Some(p) = self.peers.get_mut(slot) else { continue };
+            let f = &mut self.fabric;
+            let mut order: Vec<usize> = (0..p.down.len())
+                .filter(|i| p.down[*i].kind == TrackKind::Video && p.down[*i].ssrc.is_some())
+                .filter(|i| p.down[*i].track.is_some_and(|t| f.routes.get(&t).is_some()))
+                .collect();
+            if order.is_empty() {
+                continue;
+            }
+            any = true;
+            // Screen shares first, then the speakers' cameras, loudest first, then the rest.
+            let speakers = speaking.get(&p.room).map_or(&[][..], |v| v.as_slice());
+            order.sort_by_key(|i| {
+                let d = &p.down[*i];
+                let speaker = speakers.iter().position(|s| *s == d.identity).unwrap_or(usize::MAX);
+                (d.source != TrackSource::ScreenShare, speaker)
+            });
+            let mut downs: Vec<Option<&mut DownTrack>> = p.down.iter_mut().map(Some).collect();
+            let mut tracks: Vec<Track> = order
+                .iter()
+                .filter_map(|i| downs[*i].take())
+                .filter_map(|d| {
+                    let route = f.routes.get(&d.track?)?;
+                    Some(Track { stats: &route.layers, choice: &mut d.choice })
+                })
+                .collect();
+            let changed = p.budget.allocate(&mut tracks, now);
+            drop(tracks);
+            for i in changed {
+                let d = &p.down[order[i]];
+                let mid = d.mid.to_string();
+                let ev = match d.choice.paused {
+                    true => ClientEvent::TrackPaused { mid, reason: PauseReason::Bandwidth },
+                    false => ClientEvent::TrackResumed { mid },
+                };
+                debug!(participant = %p.id, ?ev, estimate = ?p.budget.estimate(), "video paused or resumed");
+                f.outputs.push_back(ShardOutput::Client(p.id, ev));
+            }
+            for i in order {
                 let d = &mut p.down[i];
-                if d.kind != TrackKind::Video || d.ssrc.is_none() {
-                    continue;
-                }
+                let Some(track) = d.track else { continue };
+                let Some(route) = f.routes.get(&track) else { continue };
                 if let Some(layer) = d.choice.retarget(&route.layers, now) {
-                    f.work.push_back(Work::Keyframe(*track, layer));
+                    debug!(participant = %p.id, %track, from = ?d.choice.current, to = layer, estimate = ?p.budget.estimate(), "switching layer");
+                    f.work.push_back(Work::Keyframe(track, layer));
                 }
             }
         }
@@ -336,9 +387,15 @@ impl ShardCore {
                 let Some(d) = p.down_by_track.get(track).map(|i| &p.down[*i]).filter(|d| d.choice.enabled) else {
                     continue;
                 };
-                // What it would take were every layer sent, and what it gets until it switched.
-                for l in [route.layers.wanted_of(d.choice.max_height, offered), d.choice.current].into_iter().flatten()
-                {
+                // What it would take were every layer sent (no more than one
+                // above what its bandwidth allows: the next step up is tried
+                // with that layer), and what it gets until it switched.
+                let wish = route.layers.wanted_of(d.choice.max_height, offered).filter(|_| !d.choice.paused);
+                let wish = match (wish, d.choice.cap) {
+                    (Some(w), Some(cap)) => Some(w.min(cap + 1)),
+                    (w, _) => w,
+                };
+                for l in [wish, d.choice.current].into_iter().flatten() {
                     wanted[l as usize] = true;
                 }
             }

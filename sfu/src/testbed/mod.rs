@@ -17,18 +17,25 @@ use crate::core::rooms::{ControlOutput, Rooms};
 use crate::core::shard::{ShardCore, ShardOutput};
 use crate::io::batch::{Sent, BATCH};
 use crate::io::turn::{Driver, ShardIo};
+
+mod link;
+pub use link::{Link, ReceiveEstimator};
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 pub struct Received {
     pub mid: Mid,
     pub seq: u64,
     pub payload: Vec<u8>,
+    /// Header extensions the packet carried that bandwidth estimation uses.
+    pub transport_cc: Option<u16>,
+    pub abs_send_time: bool,
 }
 
 pub struct Client {
@@ -47,8 +54,9 @@ pub struct Client {
     pub keyframe_requests: usize,
     /// The rid of each keyframe request received (simulcast publishers).
     pub keyframe_rids: Vec<Option<String>>,
-    /// Next sequence number and picture id per simulcast layer.
+    /// Packets and frames sent per simulcast layer.
     pub layer_seq: [u64; 3],
+    pub layer_frames: [u64; 3],
     pub connected: bool,
     /// Next sequence number per kind (index 0 audio, 1 video).
     pub seq: [u64; 2],
@@ -63,6 +71,11 @@ pub struct Client {
     /// included (a link with steady loss, the same on every run).
     pub lose_every: Option<usize>,
     rtp_towards: usize,
+    /// The link from the server to this client and the client's estimate
+    /// of it; `None`: unlimited, and no estimate (see [`Bed::set_downlink`]).
+    pub downlink: Option<(Link, ReceiveEstimator)>,
+    /// The SSRCs it receives RTP on (where its estimates go).
+    rx_ssrcs: Vec<Ssrc>,
 }
 
 impl Client {
@@ -269,6 +282,7 @@ impl Bed {
                 keyframe_requests: 0,
                 keyframe_rids: vec![],
                 layer_seq: [0; 3],
+                layer_frames: [0; 3],
                 connected: false,
                 seq: [0, 0],
                 gone: false,
@@ -277,6 +291,8 @@ impl Bed {
                 lose_rtp: 0,
                 lose_every: None,
                 rtp_towards: 0,
+                downlink: None,
+                rx_ssrcs: Vec::new(),
             },
         );
         self.dispatch(out);
@@ -410,24 +426,35 @@ impl Bed {
     }
 
     /// Publishes one single-packet frame on simulcast `layer` (0..3) of
-    /// `pid`'s video: a VP8 payload with its own picture id and TL0PICIDX
-    /// per layer, a keyframe (declaring `LAYER_HEIGHTS`) when `keyframe`.
-    /// Its tag ([`layer_tag`]) is `<rid>:<n>`.
+    /// `pid`'s video; see [`Bed::send_layer_frame`].
     pub fn send_layer(&mut self, pid: ParticipantId, layer: usize, keyframe: bool) {
+        self.send_layer_frame(pid, layer, keyframe, 1);
+    }
+
+    /// Publishes one frame of `packets` packets (300 bytes each) on
+    /// simulcast `layer` (0..3) of `pid`'s video: VP8 payloads with the
+    /// layer's own sequence numbers, picture ids and TL0PICIDX, a keyframe
+    /// (declaring `LAYER_HEIGHTS`) when `keyframe`. Each packet's tag
+    /// ([`layer_tag`]) is `<rid>:<n>`, `n` counting the layer's packets.
+    pub fn send_layer_frame(&mut self, pid: ParticipantId, layer: usize, keyframe: bool, packets: usize) {
         let now = self.now;
         let c = self.clients.get_mut(&pid).unwrap();
         let mid = c.send_mids.iter().find(|(k, _)| *k == MediaKind::Video).unwrap().1;
         let pt = c.pt(Codec::Vp8);
-        c.layer_seq[layer] += 1;
-        let n = c.layer_seq[layer];
+        c.layer_frames[layer] += 1;
+        let frame = c.layer_frames[layer];
         // Layers number their packets and pictures independently.
-        let seq: SeqNo = (n + 1000 * layer as u64 + 7).into();
-        let picture_id = ((n + 5000 * layer as u64) % 32768) as u16;
-        let ts = (n * 3000 + 77_777 * layer as u64) as u32;
-        let payload = vp8_layer_payload(LAYER_RIDS[layer], n, picture_id, keyframe, LAYER_HEIGHTS[layer]);
-        let mut api = c.rtc.direct_api();
-        let tx = api.stream_tx_by_mid(mid, Some(LAYER_RIDS[layer].into())).expect("layer stream");
-        tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload).marker(true).nackable(true));
+        let picture_id = ((frame + 5000 * layer as u64) % 32768) as u16;
+        let ts = (frame * 3000 + 77_777 * layer as u64) as u32;
+        for i in 0..packets {
+            c.layer_seq[layer] += 1;
+            let n = c.layer_seq[layer];
+            let seq: SeqNo = (n + 1000 * layer as u64 + 7).into();
+            let payload = vp8_layer_payload(LAYER_RIDS[layer], n, picture_id, i == 0, keyframe, LAYER_HEIGHTS[layer]);
+            let mut api = c.rtc.direct_api();
+            let tx = api.stream_tx_by_mid(mid, Some(LAYER_RIDS[layer].into())).expect("layer stream");
+            tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload).marker(i + 1 == packets).nackable(true));
+        }
     }
 
     /// Sends a binary data channel message; false if the client's own
@@ -457,6 +484,7 @@ impl Bed {
                 .values()
                 .filter(|c| !c.gone)
                 .map(|c| c.timeout)
+                .chain(self.clients.values().filter_map(|c| c.downlink.as_ref().and_then(|(l, e)| l.next_event(e))))
                 .chain(self.shards.iter().filter_map(|s| s.next_timeout()))
                 .min()
                 .unwrap_or(end)
@@ -468,6 +496,7 @@ impl Bed {
             }
             self.now = next;
             let now = self.now;
+            self.deliver_links();
             for c in self.clients.values_mut().filter(|c| !c.gone && c.timeout <= now) {
                 c.rtc.handle_input(Input::Timeout(now)).unwrap();
             }
@@ -526,14 +555,12 @@ impl Bed {
                     continue;
                 }
             }
-            let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-            // A refused datagram (e.g. DTLS receive queue full in a
-            // burst) is a lost packet, as on a real network.
-            let _ = c.rtc.handle_input(Input::Receive(now, r));
-            // str0m's contract: drain after every input (in RTP mode
-            // it holds one received packet until polled).
+            if let Some((link, _)) = &mut c.downlink {
+                link.push(t, now);
+                continue;
+            }
             let pid = c.pid;
-            self.drain_client(pid);
+            self.receive(pid, &t);
         }
         for (to, msg) in handed {
             self.io[to].media.push_back(msg);
@@ -549,6 +576,59 @@ impl Bed {
             }
         }
         moved
+    }
+
+    /// Hands clients what their downlinks delivered by now, and sends
+    /// their estimates of those links when due.
+    fn deliver_links(&mut self) {
+        let now = self.now;
+        let pids: Vec<ParticipantId> = self.clients.keys().copied().collect();
+        for pid in pids {
+            loop {
+                let c = self.clients.get_mut(&pid).unwrap();
+                let Some((link, estimator)) = c.downlink.as_mut() else { break };
+                let Some(t) = link.pop(now) else {
+                    if let Some(bps) = estimator.report(link, now) {
+                        for ssrc in &c.rx_ssrcs {
+                            if let Some(rx) = c.rtc.direct_api().stream_rx(ssrc) {
+                                rx.request_remb(Bitrate::bps(bps));
+                            }
+                        }
+                        self.drain_client(pid);
+                    }
+                    break;
+                };
+                estimator.arrived(t.contents.len(), now);
+                if !c.gone {
+                    self.receive(pid, &t);
+                }
+            }
+        }
+    }
+
+    /// Puts a link of `rate` bits/s (`None`: unlimited) with a 300 ms
+    /// drop-tail queue between the server and `pid`, which from then on
+    /// estimates it and reports that with REMB, as a browser does.
+    pub fn set_downlink(&mut self, pid: ParticipantId, rate: Option<u64>) {
+        let c = self.clients.get_mut(&pid).unwrap();
+        let rate = rate.unwrap_or(u64::MAX);
+        match &mut c.downlink {
+            Some((link, _)) => link.rate = rate,
+            None => c.downlink = Some((Link::new(rate, Duration::from_millis(300)), ReceiveEstimator::default())),
+        }
+    }
+
+    /// Client `pid` receives datagram `t` now.
+    fn receive(&mut self, pid: ParticipantId, t: &Transmit) {
+        let now = self.now;
+        let c = self.clients.get_mut(&pid).unwrap();
+        let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+        // A refused datagram (e.g. DTLS receive queue full in a burst) is
+        // a lost packet, as on a real network.
+        let _ = c.rtc.handle_input(Input::Receive(now, r));
+        // str0m's contract: drain after every input (in RTP mode it holds
+        // one received packet until polled).
+        self.drain_client(pid);
     }
 
     /// Polls one client until it asks for a timeout; its datagrams go to
@@ -573,8 +653,19 @@ impl Bed {
                 Output::Event(e) => match e {
                     Event::Connected => c.connected = true,
                     Event::RtpPacket(p) => {
+                        if !c.rx_ssrcs.contains(&p.header.ssrc) {
+                            c.rx_ssrcs.push(p.header.ssrc);
+                        }
                         let mid = c.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid()).unwrap();
-                        c.rtp.push(Received { mid, seq: *p.seq_no, payload: p.payload.to_vec() });
+                        let ext = &p.header.ext_vals;
+                        let (transport_cc, abs_send_time) = (ext.transport_cc, ext.abs_send_time.is_some());
+                        c.rtp.push(Received {
+                            mid,
+                            seq: *p.seq_no,
+                            payload: p.payload.to_vec(),
+                            transport_cc,
+                            abs_send_time,
+                        });
                     }
                     Event::KeyframeRequest(r) => {
                         c.keyframe_requests += 1;
@@ -621,12 +712,14 @@ pub const LAYER_HEIGHTS: [u16; 3] = [180, 360, 720];
 /// Bytes of VP8 descriptor and frame header before a layer payload's tag.
 const VP8_LAYER_HEADER: usize = 16;
 
-/// A VP8 payload: descriptor (X, S, PID 0; 15-bit picture id, TL0PICIDX, TID),
-/// a frame header (a keyframe's declares `height`), then the tag `<rid>:<n>:`.
-pub fn vp8_layer_payload(rid: &str, n: u64, picture_id: u16, keyframe: bool, height: u16) -> Vec<u8> {
-    let mut v = vec![0x90, 0xe0, 0x80 | (picture_id >> 8) as u8, picture_id as u8, n as u8, 0x00];
+/// A VP8 payload: descriptor (X, S when `start`, PID 0; 15-bit picture id,
+/// TL0PICIDX, TID), a frame header when `start` (a keyframe's declares
+/// `height`; filler otherwise), then the tag `<rid>:<n>:`.
+pub fn vp8_layer_payload(rid: &str, n: u64, picture_id: u16, start: bool, keyframe: bool, height: u16) -> Vec<u8> {
+    let b0 = if start { 0x90 } else { 0x80 };
+    let mut v = vec![b0, 0xe0, 0x80 | (picture_id >> 8) as u8, picture_id as u8, picture_id as u8, 0x00];
     let width = height / 9 * 16;
-    if keyframe {
+    if keyframe && start {
         v.extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
         v.extend_from_slice(&width.to_le_bytes());
         v.extend_from_slice(&height.to_le_bytes());

@@ -1,0 +1,364 @@
+//! Sharing one subscriber's bandwidth between the video tracks it receives.
+//!
+//! The estimate is the subscriber's own: its browser runs the receive-side
+//! estimator on what we send (abs-send-time) and reports it with REMB a few
+//! times a second (see `participant::rtc_config`). That estimate, as in
+//! libwebrtc's AIMD control, never rises much above what the link actually
+//! carries — at most 1.5× the incoming rate — and falls to about 85 % of it
+//! when queues build. So it can say "less" at once but never "the next
+//! layer fits": a layer is ~2-3× the one below. Going up is therefore a
+//! trial: once the estimate has shown room above what the leg gets for a
+//! hold, one track steps up one layer; if the estimate then falls below it,
+//! it steps back and the next trial waits twice as long (libwebrtc's and
+//! LiveKit's allocators probe the same way, with padding instead).
+//!
+//! Tracks are served in priority order (screen shares before cameras): they
+//! step down from the back and up from the front. A track whose lowest
+//! layer does not fit for a while pauses; a paused track resumes by trial.
+
+use std::time::{Duration, Instant};
+
+use super::layers::{Layer, LayerChoice, LayerStats, MAX_LAYERS};
+
+/// A layer is kept while the estimate is at least this share (percent) of
+/// what the leg sends: a congested link's estimate sits at ~85 % of what it
+/// delivers, an uncongested one's at or above what it gets.
+const KEEP_PERCENT: u64 = 85;
+/// The estimate shows room for more when at least this share (percent) of
+/// what the leg sends (its ceiling is ~150 %).
+const ROOM_PERCENT: u64 = 130;
+/// How long the estimate must show room before a step up; doubled for each
+/// recent step that fell back.
+pub const UPGRADE_HOLD: Duration = Duration::from_secs(3);
+/// The hold doubles at most this many times (3 s → 48 s).
+const MAX_FAILED_LIFTS: u32 = 4;
+/// After a step up the estimate needs time to grow with the new rate: in
+/// this window only a fall of the estimate (below [`FALL_PERCENT`] of its
+/// peak since the step) means the step does not fit.
+const RAMP: Duration = Duration::from_secs(4);
+const FALL_PERCENT: u64 = 90;
+/// A step down this soon after a step up means the step failed.
+const PROBATION: Duration = Duration::from_secs(10);
+/// A step up that held this long clears the failures.
+const STABLE: Duration = Duration::from_secs(30);
+/// Not even the lowest layers must have fitted this long before a track pauses.
+const PAUSE_HOLD: Duration = Duration::from_secs(2);
+
+/// One subscriber leg's estimate and what the allocator remembers of it.
+#[derive(Debug, Default)]
+pub struct LegBudget {
+    /// The browser's latest estimate (bits/s); `None`: none yet, no limit.
+    estimate: Option<u64>,
+    /// The highest estimate since the last change of layers.
+    peak: u64,
+    /// Since when the estimate has shown room for more.
+    room_since: Option<Instant>,
+    /// Since when even the lowest layers have not fitted.
+    starved_since: Option<Instant>,
+    /// The last step up, and how many recent steps up fell back.
+    lifted_at: Option<Instant>,
+    failed_lifts: u32,
+}
+
+/// One video track a leg receives, for [`LegBudget::allocate`].
+pub struct Track<'a> {
+    pub stats: &'a LayerStats,
+    pub choice: &'a mut LayerChoice,
+}
+
+impl Track<'_> {
+    fn adaptable(&self) -> bool {
+        self.choice.enabled && self.stats.is_simulcast()
+    }
+
+    /// The highest active layer the subscriber wishes for (its tile's size).
+    fn wish(&self, now: Instant) -> Option<Layer> {
+        self.stats.best_for(self.choice.max_height, now)
+    }
+
+    /// The layer it gets now: the highest active one within wish and cap.
+    fn level(&self, now: Instant) -> Option<Layer> {
+        let wish = self.wish(now)?;
+        let top = self.choice.cap.map_or(wish, |c| c.min(wish));
+        (0..=top).rev().find(|l| self.stats.is_active(*l, now)).or_else(|| self.lowest(now))
+    }
+
+    fn lowest(&self, now: Instant) -> Option<Layer> {
+        (0..MAX_LAYERS as Layer).find(|l| self.stats.is_active(*l, now))
+    }
+
+    /// What it sends the leg now (bits/s).
+    fn rate(&self, now: Instant) -> u64 {
+        if !self.choice.enabled || self.choice.paused {
+            return 0;
+        }
+        self.level(now).map_or(0, |l| self.stats.bitrate(l, now))
+    }
+
+    /// One active layer down; false at the lowest.
+    fn step_down(&mut self, now: Instant) -> bool {
+        let Some(level) = self.level(now) else { return false };
+        match (0..level).rev().find(|l| self.stats.is_active(*l, now)) {
+            Some(l) => {
+                self.choice.cap = Some(l);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One active layer up within the wish (or resume); false if there is none.
+    fn step_up(&mut self, now: Instant) -> bool {
+        if self.choice.paused {
+            self.choice.paused = false;
+            self.choice.cap = self.lowest(now);
+            return true;
+        }
+        let (Some(level), Some(wish)) = (self.level(now), self.wish(now)) else { return false };
+        match (level + 1..=wish).find(|l| self.stats.is_active(*l, now)) {
+            Some(l) => {
+                self.choice.cap = Some(l);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl LegBudget {
+    /// A REMB from the subscriber's browser.
+    pub fn on_estimate(&mut self, bps: u64) {
+        self.estimate = Some(bps);
+        self.peak = self.peak.max(bps);
+    }
+
+    pub fn estimate(&self) -> Option<u64> {
+        self.estimate
+    }
+
+    /// Moves the tracks' caps (and pauses) to what the estimate carries;
+    /// `tracks` in priority order, highest first. Returns the indices of the
+    /// tracks whose pause state changed.
+    pub fn allocate(&mut self, tracks: &mut [Track], now: Instant) -> Vec<usize> {
+        let Some(estimate) = self.estimate else { return Vec::new() };
+        let before: Vec<bool> = tracks.iter().map(|t| t.choice.paused).collect();
+        for t in tracks.iter_mut().filter(|t| t.adaptable()) {
+            // A first estimate starts every track where it is; a wish for
+            // less lowers the cap (more is then a step up like any other).
+            let level = t.level(now);
+            if t.choice.cap.is_none_or(|c| level.is_some_and(|l| l < c)) {
+                t.choice.cap = level;
+            }
+        }
+        let sent: u64 = tracks.iter().map(|t| t.rate(now)).sum();
+        let ramping = self.lifted_at.is_some_and(|t| now.saturating_duration_since(t) < RAMP);
+        let short = estimate * 100 < sent * KEEP_PERCENT;
+        let congested = short && (!ramping || estimate * 100 < self.peak * FALL_PERCENT);
+        if congested {
+            self.room_since = None;
+            if self.fit(tracks, estimate, now) {
+                self.changed();
+                if self.lifted_at.take().is_some_and(|t| now.saturating_duration_since(t) < PROBATION) {
+                    self.failed_lifts = (self.failed_lifts + 1).min(MAX_FAILED_LIFTS);
+                }
+            }
+        } else {
+            self.starved_since = None;
+            if estimate * 100 >= sent * ROOM_PERCENT {
+                let since = *self.room_since.get_or_insert(now);
+                let hold = UPGRADE_HOLD * (1 << self.failed_lifts);
+                if now.saturating_duration_since(since) >= hold
+                    && tracks.iter_mut().filter(|t| t.adaptable()).any(|t| t.step_up(now))
+                {
+                    self.changed();
+                    self.lifted_at = Some(now);
+                }
+            } else {
+                self.room_since = None;
+            }
+        }
+        if self.lifted_at.is_some_and(|t| now.saturating_duration_since(t) >= STABLE) {
+            (self.failed_lifts, self.lifted_at) = (0, None);
+        }
+        tracks.iter().zip(before).enumerate().filter(|(_, (t, was))| t.choice.paused != *was).map(|(i, _)| i).collect()
+    }
+
+    /// Steps tracks down, lowest priority first, until what they send fits
+    /// `estimate`; pauses them (the same way) once even their lowest layers
+    /// have not fitted for [`PAUSE_HOLD`]. Returns whether anything changed.
+    fn fit(&mut self, tracks: &mut [Track], estimate: u64, now: Instant) -> bool {
+        let fits = |tracks: &[Track]| tracks.iter().map(|t| t.rate(now)).sum::<u64>() * KEEP_PERCENT <= estimate * 100;
+        let mut changed = false;
+        for i in (0..tracks.len()).rev() {
+            while !fits(tracks) && tracks[i].adaptable() && tracks[i].step_down(now) {
+                changed = true;
+            }
+        }
+        if fits(tracks) {
+            self.starved_since = None;
+            return changed;
+        }
+        let since = *self.starved_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < PAUSE_HOLD {
+            return changed;
+        }
+        for i in (0..tracks.len()).rev() {
+            if fits(tracks) {
+                break;
+            }
+            let t = &mut tracks[i];
+            if t.adaptable() && !t.choice.paused {
+                t.choice.paused = true;
+                // It starts again at a keyframe.
+                t.choice.current = None;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Layers changed: the estimate's peak and room start over.
+    fn changed(&mut self) {
+        self.peak = self.estimate.unwrap_or(0);
+        self.room_since = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::layers::Pass;
+    use super::*;
+
+    /// Layers that have sent about 150, 500 and 1,500 kb/s (with headers)
+    /// for the second up to `now`.
+    fn flowing(now: Instant) -> LayerStats {
+        let mut s = LayerStats::default();
+        let t0 = now - Duration::from_millis(990);
+        for i in 0..30u64 {
+            for (l, r) in [150_000u64, 500_000, 1_500_000].iter().enumerate() {
+                let size = (i == 0).then_some((320 << l, 180 << l));
+                s.on_packet(l as Layer, (*r / 8 / 30) as usize - 42, size, t0 + Duration::from_millis(i * 33));
+            }
+        }
+        s
+    }
+
+    /// One subscriber leg receiving one or two simulcast tracks, in time.
+    struct Leg {
+        budget: LegBudget,
+        choices: Vec<LayerChoice>,
+        now: Instant,
+    }
+
+    impl Leg {
+        fn new(tracks: usize) -> Self {
+            Leg { budget: LegBudget::default(), choices: vec![LayerChoice::default(); tracks], now: Instant::now() }
+        }
+
+        /// `d` later, a REMB of `estimate` and an allocation; returns whether a
+        /// pause state changed.
+        fn step(&mut self, estimate: u64, d: Duration) -> bool {
+            self.now += d;
+            let stats = flowing(self.now);
+            self.budget.on_estimate(estimate);
+            let mut tracks: Vec<Track> =
+                self.choices.iter_mut().map(|choice| Track { stats: &stats, choice }).collect();
+            !self.budget.allocate(&mut tracks, self.now).is_empty()
+        }
+
+        fn level(&mut self, i: usize) -> Option<Layer> {
+            let stats = flowing(self.now);
+            Track { stats: &stats, choice: &mut self.choices[i] }.level(self.now)
+        }
+
+        /// Steps every 250 ms for `d` with `estimate`; the levels seen.
+        fn hold(&mut self, estimate: u64, d: Duration) -> Vec<Option<Layer>> {
+            (0..d.as_millis() / 250)
+                .map(|_| {
+                    self.step(estimate, TICK);
+                    self.level(0)
+                })
+                .collect()
+        }
+    }
+
+    const TICK: Duration = Duration::from_millis(250);
+
+    #[test]
+    fn without_an_estimate_nothing_is_limited() {
+        let mut leg = Leg::new(1);
+        let stats = flowing(leg.now);
+        assert!(leg.budget.allocate(&mut [Track { stats: &stats, choice: &mut leg.choices[0] }], leg.now).is_empty());
+        assert_eq!(leg.choices[0].cap, None);
+        assert_eq!(leg.level(0), Some(2));
+    }
+
+    #[test]
+    fn a_congested_estimate_steps_down_at_once_to_the_layer_that_fits() {
+        let mut leg = Leg::new(1);
+        leg.step(2_000_000, TICK);
+        assert_eq!(leg.level(0), Some(2), "a first estimate with room keeps the top layer");
+        // What a browser reports when a 600 kb/s link is overrun: ~85 % of it.
+        leg.step(510_000, TICK);
+        assert_eq!(leg.level(0), Some(1));
+    }
+
+    #[test]
+    fn room_in_the_estimate_lifts_one_layer_after_the_hold() {
+        let mut leg = Leg::new(1);
+        leg.step(200_000, TICK);
+        assert_eq!(leg.level(0), Some(0));
+        // 1.5x what the low layer sends: the most a receiver ever reports.
+        let seen = leg.hold(235_000, UPGRADE_HOLD - TICK);
+        assert!(seen.iter().all(|l| *l == Some(0)), "not before the hold: {seen:?}");
+        let seen = leg.hold(235_000, TICK * 2);
+        assert_eq!(seen.last(), Some(&Some(1)), "one layer up, not two: {seen:?}");
+    }
+
+    #[test]
+    fn a_lift_that_falls_back_makes_the_next_wait_twice_as_long() {
+        let mut leg = Leg::new(1);
+        leg.step(600_000, TICK);
+        assert_eq!(leg.level(0), Some(1));
+        // Room for more (750 kb/s is about the most a 500 kb/s leg is told):
+        // after 3 s the top layer is tried.
+        let seen = leg.hold(750_000, UPGRADE_HOLD + TICK);
+        assert_eq!(seen.last(), Some(&Some(2)), "tried after the hold: {seen:?}");
+        // The estimate climbs at first, then falls: the top layer does not fit.
+        leg.step(800_000, TICK);
+        assert_eq!(leg.level(0), Some(2), "ramping");
+        leg.step(640_000, TICK);
+        assert_eq!(leg.level(0), Some(1), "fell back");
+        // Room again: 3 s are not enough now, 6 s are.
+        let seen = leg.hold(750_000, UPGRADE_HOLD * 2 - TICK);
+        assert!(seen.iter().all(|l| *l == Some(1)), "held back longer: {seen:?}");
+        let seen = leg.hold(750_000, TICK * 2);
+        assert_eq!(seen.last(), Some(&Some(2)), "tried again after 6 s: {seen:?}");
+    }
+
+    #[test]
+    fn below_the_lowest_layer_video_pauses_after_a_while_and_resumes_by_trial() {
+        let mut leg = Leg::new(1);
+        leg.step(100_000, TICK);
+        assert_eq!(leg.level(0), Some(0));
+        assert!(!leg.choices[0].paused, "a dip does not pause at once");
+        let changed = leg.hold(100_000, PAUSE_HOLD);
+        assert!(leg.choices[0].paused, "paused after the hold: {changed:?}");
+        assert_eq!(leg.choices[0].pass(0, true, true), Pass::Skip);
+        // Nothing is sent, so the estimate says nothing new: after the hold
+        // the low layer is tried again.
+        leg.hold(100_000, UPGRADE_HOLD - TICK);
+        assert!(leg.choices[0].paused, "not before the hold");
+        assert!(leg.step(100_000, TICK * 2), "resumed by trial");
+        assert!(!leg.choices[0].paused);
+    }
+
+    #[test]
+    fn screen_shares_keep_their_layer_while_cameras_step_down() {
+        let mut leg = Leg::new(2); // the first is the screen share (highest priority)
+        leg.step(4_000_000, TICK);
+        // Room for the screen's top layer and the camera's lowest only.
+        leg.step(1_500_000, TICK);
+        assert_eq!((leg.level(0), leg.level(1)), (Some(2), Some(0)));
+    }
+}
