@@ -24,6 +24,9 @@ use super::layers::{Layer, LayerChoice, LayerStats, MAX_LAYERS};
 /// what the leg sends: a congested link's estimate sits at ~85 % of what it
 /// delivers, an uncongested one's at or above what it gets.
 const KEEP_PERCENT: u64 = 85;
+/// Stepping back from a failed trial, the layers kept need only this share
+/// (percent) of the estimate; after the ramp the usual share applies again.
+const FAILED_TRIAL_KEEP_PERCENT: u64 = 70;
 /// The estimate shows room for more when at least this share (percent) of
 /// what the leg sends (its ceiling is ~150 %).
 const ROOM_PERCENT: u64 = 130;
@@ -142,13 +145,19 @@ impl LegBudget {
     pub fn allocate(&mut self, tracks: &mut [Track], now: Instant) -> Vec<usize> {
         let Some(estimate) = self.estimate else { return Vec::new() };
         let before: Vec<bool> = tracks.iter().map(|t| t.choice.paused).collect();
-        for t in tracks.iter_mut().filter(|t| t.adaptable()) {
-            // A first estimate starts every track where it is; a wish for
-            // less lowers the cap (more is then a step up like any other).
-            let level = t.level(now);
-            if t.choice.cap.is_none_or(|c| level.is_some_and(|l| l < c)) {
-                t.choice.cap = level;
-            }
+        // A first estimate lets every track have all it wishes for until
+        // the estimate says otherwise. The cap is what the bandwidth allows,
+        // not what the tile wants: a tile that grows gets the better layer
+        // at once if the cap allows it (and steps down if the link then
+        // does not carry it).
+        for t in tracks.iter_mut().filter(|t| t.adaptable() && t.choice.cap.is_none()) {
+            t.choice.cap = Some((MAX_LAYERS - 1) as Layer);
+        }
+        // A layer that rose without a trial (a tile grew, a layer the tile
+        // wants came back) is tested like one: the estimate gets time to grow.
+        if tracks.iter().any(|t| t.adaptable() && t.level(now) > t.choice.allocated && t.choice.allocated.is_some()) {
+            self.changed();
+            self.lifted_at = Some(now);
         }
         let sent: u64 = tracks.iter().map(|t| t.rate(now)).sum();
         let ramping = self.lifted_at.is_some_and(|t| now.saturating_duration_since(t) < RAMP);
@@ -156,7 +165,10 @@ impl LegBudget {
         let congested = short && (!ramping || estimate * 100 < self.peak * FALL_PERCENT);
         if congested {
             self.room_since = None;
-            if self.fit(tracks, estimate, now) {
+            // A trial that failed is undone against a lower bar: right after
+            // overuse a receiver's estimate undershoots what the link carries.
+            let keep = if ramping { FAILED_TRIAL_KEEP_PERCENT } else { KEEP_PERCENT };
+            if self.fit(tracks, estimate, keep, now) {
                 self.changed();
                 if self.lifted_at.take().is_some_and(|t| now.saturating_duration_since(t) < PROBATION) {
                     self.failed_lifts = (self.failed_lifts + 1).min(MAX_FAILED_LIFTS);
@@ -177,17 +189,20 @@ impl LegBudget {
                 self.room_since = None;
             }
         }
+        for t in tracks.iter_mut() {
+            t.choice.allocated = if t.choice.paused { None } else { t.level(now) };
+        }
         if self.lifted_at.is_some_and(|t| now.saturating_duration_since(t) >= STABLE) {
             (self.failed_lifts, self.lifted_at) = (0, None);
         }
         tracks.iter().zip(before).enumerate().filter(|(_, (t, was))| t.choice.paused != *was).map(|(i, _)| i).collect()
     }
 
-    /// Steps tracks down, lowest priority first, until what they send fits
-    /// `estimate`; pauses them (the same way) once even their lowest layers
+    /// Steps tracks down, lowest priority first, until `keep` percent of
+    /// what they send fits `estimate`; pauses them (the same way) once even their lowest layers
     /// have not fitted for [`PAUSE_HOLD`]. Returns whether anything changed.
-    fn fit(&mut self, tracks: &mut [Track], estimate: u64, now: Instant) -> bool {
-        let fits = |tracks: &[Track]| tracks.iter().map(|t| t.rate(now)).sum::<u64>() * KEEP_PERCENT <= estimate * 100;
+    fn fit(&mut self, tracks: &mut [Track], estimate: u64, keep: u64, now: Instant) -> bool {
+        let fits = |tracks: &[Track]| tracks.iter().map(|t| t.rate(now)).sum::<u64>() * keep <= estimate * 100;
         let mut changed = false;
         for i in (0..tracks.len()).rev() {
             while !fits(tracks) && tracks[i].adaptable() && tracks[i].step_down(now) {
@@ -360,5 +375,23 @@ mod tests {
         // Room for the screen's top layer and the camera's lowest only.
         leg.step(1_500_000, TICK);
         assert_eq!((leg.level(0), leg.level(1)), (Some(2), Some(0)));
+    }
+
+    #[test]
+    fn a_tile_that_grows_gets_its_layer_at_once_and_time_for_the_estimate() {
+        let mut leg = Leg::new(1);
+        leg.choices[0].max_height = Some(180);
+        leg.step(235_000, TICK);
+        assert_eq!(leg.level(0), Some(0));
+        // The tile grows: the middle layer at once, though the estimate (what
+        // a receiver says while getting the low layer) is below its rate...
+        leg.choices[0].max_height = Some(360);
+        leg.step(235_000, TICK);
+        assert_eq!(leg.level(0), Some(1));
+        let seen = leg.hold(260_000, TICK * 4);
+        assert!(seen.iter().all(|l| *l == Some(1)), "it stays while the estimate grows: {seen:?}");
+        // ...and back down when the estimate then falls.
+        leg.step(200_000, TICK);
+        assert_eq!(leg.level(0), Some(0));
     }
 }

@@ -187,6 +187,8 @@ pub struct LayerChoice {
     /// The highest layer the leg's bandwidth allows (`None`: no estimate
     /// yet, no limit); set by [`crate::core::allocate`].
     pub cap: Option<Layer>,
+    /// The layer the last allocation left it on.
+    pub allocated: Option<Layer>,
     /// Not even the lowest layer fits the leg's bandwidth: no video for now.
     pub paused: bool,
 }
@@ -200,6 +202,7 @@ impl Default for LayerChoice {
             enabled: true,
             asked_at: None,
             cap: None,
+            allocated: None,
             paused: false,
         }
     }
