@@ -72,6 +72,16 @@ struct Cli {
     video_kbps: u64,
     #[arg(long, default_value_t = 30)]
     fps: u32,
+    /// Publishers send video as three simulcast layers (rids q, h, f at a
+    /// tenth, a third and all of --video-kbps; 320×180, 640×360, 1280×720).
+    #[arg(long)]
+    simulcast: bool,
+    /// Downlink caps for the peers that receive video, in kb/s, taken in
+    /// turn (0: none). A capped peer receives through the harness's own
+    /// shaper (drop-tail, 300 ms queue) and reports its estimate of that
+    /// link with REMB, as a browser does. E.g. `--downlink-kbps 300,1000,0`.
+    #[arg(long, value_delimiter = ',')]
+    downlink_kbps: Vec<u64>,
     /// Video packets leave at this multiple of the bitrate, spread over the
     /// frame as a browser's pacer does (libwebrtc uses 2.5); 0 sends each
     /// frame as one burst, the harshest case for the server's latency.
@@ -161,6 +171,7 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
         format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() % 0xffff_ffff);
     let plans = scenario::plan(cli.scenario, cli.peers, &run_id);
     let expected_streams: Vec<usize> = plans.iter().map(|p| scenario::expected_streams(&plans, p)).collect();
+    let downlinks = downlink_caps(&plans, &cli.downlink_kbps);
     let epoch = Instant::now();
     let ramp = Duration::from_secs_f64(f64::from(cli.peers) / cli.ramp);
     // Everyone joins during the ramp; a second more for the last to connect.
@@ -216,6 +227,8 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
                 always_offer: cli.target == Target::Switchboard,
                 video_bps: cli.video_kbps * 1000,
                 fps: cli.fps,
+                simulcast: cli.simulcast,
+                downlink_bps: downlinks[i].map(|kbps| kbps * 1000),
                 pacing: cli.pacing,
                 send_until,
                 epoch,
@@ -294,7 +307,20 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
         .await
         .ok()
         .map(|s| ServerSample { peers_received: live.received.load(Ordering::Relaxed) as f64, ..s });
-    Ok(build_report(cli, &base, results, &expected_streams, before, after, window, rss_max, series))
+    Ok(build_report(cli, &base, results, &expected_streams, &downlinks, before, after, window, rss_max, series))
+}
+
+/// Each peer's downlink cap (kb/s): `caps` in turn over the peers that
+/// receive video; `None` for the others and for a cap of 0.
+fn downlink_caps(plans: &[PeerPlan], caps: &[u64]) -> Vec<Option<u64>> {
+    let mut next = caps.iter().cycle();
+    plans
+        .iter()
+        .map(|me| {
+            let receives_video = plans.iter().any(|p| p.room == me.room && p.id != me.id && p.video);
+            receives_video.then(|| next.next().copied()).flatten().filter(|c| *c > 0)
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -303,6 +329,7 @@ fn build_report(
     base: &str,
     results: Vec<PeerResult>,
     expected_streams: &[usize],
+    downlinks: &[Option<u64>],
     before: ServerSample,
     after: Option<ServerSample>,
     window: (Option<ServerSample>, Option<ServerSample>),
@@ -315,7 +342,7 @@ fn build_report(
     let (mut received, mut expected, mut duplicates, mut reordered, mut jitter_sum, mut jitter_n) =
         (0, 0, 0, 0, 0.0, 0usize);
     let mut failed = Vec::new();
-    for (r, &want) in results.iter().zip(expected_streams) {
+    for ((r, &want), &downlink_kbps) in results.iter().zip(expected_streams).zip(downlinks) {
         let _ = latency.add(&r.rx.latency_us);
         if let Some(j) = r.join_to_media {
             let _ = joins.record(j.as_millis().max(1) as u64);
@@ -326,9 +353,9 @@ fn build_report(
         received += r.rx.unique();
         expected += r.rx.expected();
         for s in r.rx.streams.values() {
-            duplicates += s.duplicates;
-            reordered += s.reordered;
-            jitter_sum += s.jitter_ns / 1000.0;
+            duplicates += s.duplicates();
+            reordered += s.reordered();
+            jitter_sum += s.jitter_ns() / 1000.0;
             jitter_n += 1;
         }
         if want > 0 {
@@ -345,6 +372,19 @@ fn build_report(
                 received: r.rx.unique(),
                 expected: r.rx.expected(),
                 delivery,
+                downlink_kbps,
+                video: r
+                    .rx
+                    .streams
+                    .iter()
+                    .filter(|((_, kind), _)| *kind == media::Kind::Video)
+                    .map(|(&(sender, _), f)| report::VideoReport {
+                        sender: format!("peer-{sender}"),
+                        layer: f.layer,
+                        switches: f.switches,
+                        layer_packets: f.layer_packets.to_vec(),
+                    })
+                    .collect(),
             });
         }
     }
@@ -375,6 +415,7 @@ fn build_report(
         duration_s: cli.duration.as_secs_f64(),
         video_kbps: cli.video_kbps,
         fps: cli.fps,
+        simulcast: cli.simulcast,
         pacing: cli.pacing,
         connected: results.iter().filter(|r| r.error.is_none()).count() as u32,
         failed,
@@ -392,5 +433,18 @@ fn build_report(
         subscribers,
         server,
         series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downlink_caps_go_in_turn_to_the_peers_that_receive_video() {
+        let plans = scenario::plan(Scenario::Webinar, 5, "x");
+        // The publisher receives no video; 0 means no cap.
+        assert_eq!(downlink_caps(&plans, &[300, 0]), [None, Some(300), None, Some(300), None]);
+        assert_eq!(downlink_caps(&plans, &[]), [None; 5]);
     }
 }

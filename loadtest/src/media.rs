@@ -1,18 +1,18 @@
-//! Synthetic media. Every payload ends with a probe: who sent it, its place
-//! in the sender's stream and when it was sent (nanoseconds since the run's
+//! Synthetic media. Every payload ends with a probe: who sent it, on which
+//! simulcast layer, its place in that stream and when it was sent (nanoseconds since the run's
 //! epoch; senders and receivers share the process clock), so receivers can
 //! measure loss, duplicates, reordering, jitter and the latency the server adds.
 //!
 //! Video is VP8-shaped: a payload descriptor (S bit on a frame's first packet),
 //! a VP8 payload header with the key-frame bit and, on key frames, the start
-//! code; frames follow the bitrate (key frames several times larger), are split
+//! code and the layer's size; frames follow the bitrate (key frames several times larger), are split
 //! at `MAX_PAYLOAD` and the last packet carries the marker. Audio is one
 //! Opus-sized packet per 20 ms.
 
 use std::time::Duration;
 
 pub const PROBE_MAGIC: [u8; 4] = *b"SBLT";
-pub const PROBE_LEN: usize = 4 + 4 + 1 + 4 + 8;
+pub const PROBE_LEN: usize = 4 + 4 + 1 + 1 + 4 + 8;
 pub const MAX_PAYLOAD: usize = 1100;
 pub const AUDIO_PAYLOAD: usize = 80;
 pub const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
@@ -30,6 +30,8 @@ pub enum Kind {
 pub struct Probe {
     pub sender: u32,
     pub kind: Kind,
+    /// The simulcast layer (0 lowest); 0 without simulcast.
+    pub layer: u8,
     pub seq: u32,
     pub sent_ns: u64,
 }
@@ -39,6 +41,7 @@ impl Probe {
         out.extend_from_slice(&PROBE_MAGIC);
         out.extend_from_slice(&self.sender.to_be_bytes());
         out.push(self.kind as u8);
+        out.push(self.layer);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.sent_ns.to_be_bytes());
     }
@@ -57,8 +60,9 @@ impl Probe {
         Some(Probe {
             sender: u32::from_be_bytes(p[4..8].try_into().ok()?),
             kind,
-            seq: u32::from_be_bytes(p[9..13].try_into().ok()?),
-            sent_ns: u64::from_be_bytes(p[13..21].try_into().ok()?),
+            layer: p[9],
+            seq: u32::from_be_bytes(p[10..14].try_into().ok()?),
+            sent_ns: u64::from_be_bytes(p[14..22].try_into().ok()?),
         })
     }
 }
@@ -80,7 +84,10 @@ pub fn audio_packet(probe: Probe) -> Vec<u8> {
 
 /// Splits video frames into RTP payloads.
 pub struct VideoSource {
+    pub bitrate_bps: u64,
     delta_bytes: usize,
+    /// Width and height its key frames declare.
+    size: (u16, u16),
     pub frame_interval: Duration,
     frames: u64,
     frames_per_key: u64,
@@ -88,14 +95,16 @@ pub struct VideoSource {
 }
 
 impl VideoSource {
-    pub fn new(bitrate_bps: u64, fps: u32) -> Self {
+    pub fn new(bitrate_bps: u64, fps: u32, size: (u16, u16)) -> Self {
         let fps = fps.max(1) as u64;
         let frames_per_key = (KEYFRAME_INTERVAL.as_secs_f64() * fps as f64).max(1.0) as u64;
         // Bytes per period spread so that one key frame plus the deltas meet the bitrate.
         let period_bytes = bitrate_bps / 8 * frames_per_key / fps;
         let delta_bytes = (period_bytes as usize / (frames_per_key as usize - 1 + KEYFRAME_WEIGHT)).max(PROBE_LEN + 16);
         VideoSource {
+            bitrate_bps,
             delta_bytes,
+            size,
             frame_interval: Duration::from_secs_f64(1.0 / fps as f64),
             frames: 0,
             frames_per_key,
@@ -127,8 +136,10 @@ impl VideoSource {
                 // VP8 payload header: P (inverse key frame) bit, version 0, show_frame.
                 v.extend_from_slice(&[if key { 0x10 } else { 0x11 }, 0x00, 0x00]);
                 if key {
-                    // Start code and a 640x480 size.
-                    v.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+                    // Start code and the size (RFC 6386 9.1).
+                    v.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+                    v.extend_from_slice(&self.size.0.to_le_bytes());
+                    v.extend_from_slice(&self.size.1.to_le_bytes());
                 }
             }
             v.resize(per.max(v.len() + 1), 0x55);
@@ -145,18 +156,18 @@ mod tests {
 
     #[test]
     fn probes_roundtrip_and_frames_follow_the_bitrate() {
-        let p = Probe { sender: 7, kind: Kind::Video, seq: 42, sent_ns: 123_456_789 };
+        let p = Probe { sender: 7, kind: Kind::Video, layer: 2, seq: 42, sent_ns: 123_456_789 };
         assert_eq!(Probe::read(&audio_packet(p)), Some(p));
         assert_eq!(Probe::read(b"too short"), None);
 
-        let mut v = VideoSource::new(1_500_000, 30);
+        let mut v = VideoSource::new(1_500_000, 30, (1280, 720));
         let mut seq = 0;
         let mut bytes = 0;
         let mut keys = 0;
         for _ in 0..60 {
             let (key, pkts) = v.next_frame(|| {
                 seq += 1;
-                Probe { sender: 1, kind: Kind::Video, seq, sent_ns: 0 }
+                Probe { sender: 1, kind: Kind::Video, layer: 0, seq, sent_ns: 0 }
             });
             keys += key as u32;
             assert_eq!(pkts[0][0] & 0x10, 0x10, "S bit on the first packet");
@@ -171,7 +182,7 @@ mod tests {
 
     #[test]
     fn restamp_changes_only_the_send_time() {
-        let probe = Probe { sender: 7, kind: Kind::Video, seq: 42, sent_ns: 1 };
+        let probe = Probe { sender: 7, kind: Kind::Video, layer: 1, seq: 42, sent_ns: 1 };
         let mut v = vec![0x55; 100];
         probe.write(&mut v);
         restamp(&mut v, 123_456);

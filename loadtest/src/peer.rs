@@ -1,19 +1,25 @@
 //! One synthetic peer's media: a str0m `Rtc` (RTP mode) over its own UDP
-//! socket that publishes synthetic audio and video and measures what it
-//! receives. Signalling (switchboard's WebSocket or Janus' HTTP API) comes in
-//! through a [`Signaller`]. One tokio task per peer.
+//! socket that publishes synthetic audio and video (one stream or three
+//! simulcast layers) and measures what it receives. Signalling
+//! (switchboard's WebSocket or Janus' HTTP API) comes in through a
+//! [`Signaller`]. A peer may receive through a shaped downlink (our own
+//! userspace shaper: rate cap, drop-tail queue), which it then estimates
+//! and reports with REMB, as a browser does. One tokio task per peer.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use sfu::testbed::{Link, ReceiveEstimator};
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, MissedTickBehavior};
@@ -48,6 +54,10 @@ pub struct PeerConfig {
     pub always_offer: bool,
     pub video_bps: u64,
     pub fps: u32,
+    /// Publish video as three simulcast layers (see [`LAYERS`]).
+    pub simulcast: bool,
+    /// The downlink's rate cap in bits/s; `None`: no shaper, no estimate.
+    pub downlink_bps: Option<u64>,
     /// Pacing rate as a multiple of `video_bps`; 0 for no pacing.
     pub pacing: f64,
     /// Stop sending at this instant; stop receiving `DRAIN` later.
@@ -107,15 +117,58 @@ where
     result
 }
 
+/// The simulcast layers a publisher sends, lowest first, as the pages do:
+/// rid, share of the video bitrate, size.
+pub const LAYERS: [(&str, f64, (u16, u16)); 3] =
+    [("q", 0.1, (320, 180)), ("h", 1.0 / 3.0, (640, 360)), ("f", 1.0, (1280, 720))];
+
+/// Size of a single-layer publisher's key frames.
+const SINGLE_SIZE: (u16, u16) = (640, 480);
+
+/// How long a datagram may wait in the shaped downlink's queue.
+const DOWNLINK_QUEUE: Duration = Duration::from_millis(300);
+
+/// One video stream a publisher sends: a simulcast layer or the only one.
+struct Layer {
+    rid: Option<Rid>,
+    source: VideoSource,
+    /// Probe and RTP sequence numbers (layers number theirs independently).
+    probe_seq: u32,
+    rtp_seq: u64,
+    /// Added to the RTP timestamps: layers' clocks start apart, as in a browser.
+    ts_offset: u32,
+}
+
+fn video_layers(cfg: &PeerConfig) -> Vec<Layer> {
+    let layer = |rid: Option<&str>, bps: f64, size, i: u32| Layer {
+        rid: rid.map(Rid::from),
+        source: VideoSource::new(bps as u64, cfg.fps, size),
+        probe_seq: 0,
+        rtp_seq: u64::from(i) * 10_000,
+        ts_offset: i.wrapping_mul(77_777),
+    };
+    if !cfg.simulcast {
+        return vec![layer(None, cfg.video_bps as f64, SINGLE_SIZE, 0)];
+    }
+    (0..).zip(LAYERS).map(|(i, (rid, share, size))| layer(Some(rid), cfg.video_bps as f64 * share, size, i)).collect()
+}
+
+/// A shaped downlink: what arrived waits here for its turn.
+type Downlink = (Link<(SocketAddr, Vec<u8>)>, ReceiveEstimator);
+
 struct Peer {
     rtc: Rtc,
     socket: UdpSocket,
+    local: SocketAddr,
     pending: Option<SdpPendingOffer>,
     audio: Option<(Mid, Pt)>,
     video: Option<(Mid, Pt)>,
+    layers: Vec<Layer>,
     connected: bool,
     next_timeout: Instant,
-    keyframe_wanted: bool,
+    downlink: Option<Downlink>,
+    /// SSRCs media arrives on: where REMB reports go.
+    rx_ssrcs: Vec<Ssrc>,
 }
 
 async fn session(
@@ -137,7 +190,14 @@ async fn session(
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
     let mut api = rtc.sdp_api();
     let audio_mid = plan.audio.then(|| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
-    let video_mid = plan.video.then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
+    let simulcast = cfg.simulcast.then(|| {
+        let mut s = Simulcast::new();
+        for (rid, ..) in LAYERS {
+            s.add_send_layer(SimulcastLayer::new(rid));
+        }
+        s
+    });
+    let video_mid = plan.video.then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast));
     if cfg.always_offer {
         api.add_channel("room".into());
     }
@@ -155,21 +215,24 @@ async fn session(
     let mut peer = Peer {
         rtc,
         socket,
+        local,
         pending,
         audio,
         video,
+        layers: video_layers(cfg),
         connected: false,
         next_timeout: Instant::now(),
-        keyframe_wanted: false,
+        downlink: cfg.downlink_bps.map(|bps| (Link::new(bps, DOWNLINK_QUEUE), ReceiveEstimator::default())),
+        rx_ssrcs: Vec::new(),
     };
 
     let mut audio_tick = tokio::time::interval(media::AUDIO_INTERVAL);
     audio_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut source = VideoSource::new(cfg.video_bps, cfg.fps);
-    let mut video_tick = tokio::time::interval(source.frame_interval);
+    let mut video_tick = tokio::time::interval(peer.layers[0].source.frame_interval);
     video_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let (mut audio_seq, mut video_seq, mut frames, mut rtp_seq) = (0u32, 0u32, 0u32, [0u64; 2]);
-    let mut pacer = Pacer::new(cfg.video_bps as f64 * cfg.pacing, Instant::now());
+    let (mut audio_seq, mut frames, mut audio_rtp_seq) = (0u32, 0u32, 0u64);
+    let video_bps: f64 = peer.layers.iter().map(|l| l.source.bitrate_bps as f64).sum();
+    let mut pacer = Pacer::new(video_bps * cfg.pacing, Instant::now());
     let mut buf = vec![0u8; 2048];
     let stop_at = cfg.send_until + DRAIN;
 
@@ -186,10 +249,14 @@ async fn session(
             r = peer.socket.recv_from(&mut buf) => {
                 let (n, source) = r?;
                 let now = Instant::now();
-                if let Ok(contents) = Receive::new(Protocol::Udp, source, local, &buf[..n]) {
-                    // A datagram str0m refuses is a lost packet; the session goes on.
-                    let _ = peer.rtc.handle_input(Input::Receive(now, contents));
+                match &mut peer.downlink {
+                    Some((link, _)) => link.push((source, buf[..n].to_vec()), n, now),
+                    None => receive(&mut peer, source, &buf[..n], now),
                 }
+                drive(&mut peer, cfg, result, started).await?;
+            }
+            _ = sleep_until(downlink_due(&peer).into()), if peer.downlink.is_some() => {
+                deliver_downlink(&mut peer, Instant::now());
                 drive(&mut peer, cfg, result, started).await?;
             }
             _ = sleep_until(peer.next_timeout.into()) => {
@@ -199,31 +266,34 @@ async fn session(
             _ = audio_tick.tick(), if sending && peer.audio.is_some() => {
                 let (mid, pt) = peer.audio.expect("checked by the guard");
                 audio_seq += 1;
-                let probe = Probe { sender: plan.id, kind: Kind::Audio, seq: audio_seq, sent_ns: ns_since(cfg.epoch) };
-                rtp_seq[0] += 1;
+                let probe =
+                    Probe { sender: plan.id, kind: Kind::Audio, layer: 0, seq: audio_seq, sent_ns: ns_since(cfg.epoch) };
+                audio_rtp_seq += 1;
                 let ts = audio_seq.wrapping_mul(960);
-                write(&mut peer, mid, pt, rtp_seq[0], ts, true, media::audio_packet(probe));
+                write(&mut peer, mid, None, pt, audio_rtp_seq, ts, true, media::audio_packet(probe));
                 result.sent += 1;
                 cfg.live.sent.fetch_add(1, Ordering::Relaxed);
                 drive(&mut peer, cfg, result, started).await?;
             }
             _ = video_tick.tick(), if sending && peer.video.is_some() => {
-                if std::mem::take(&mut peer.keyframe_wanted) {
-                    source.request_keyframe();
-                }
                 frames += 1;
                 let ts = frames.wrapping_mul(90_000 / cfg.fps.max(1));
-                let (_, packets) = source.next_frame(|| {
-                    video_seq += 1;
-                    Probe { sender: plan.id, kind: Kind::Video, seq: video_seq, sent_ns: ns_since(cfg.epoch) }
-                });
-                let n = packets.len();
-                for (i, p) in packets.into_iter().enumerate() {
-                    rtp_seq[1] += 1;
-                    pacer.queue.push_back(Paced { seq: rtp_seq[1], ts, marker: i + 1 == n, payload: p });
+                for (index, layer) in peer.layers.iter_mut().enumerate() {
+                    let probe_seq = &mut layer.probe_seq;
+                    let (_, packets) = layer.source.next_frame(|| {
+                        *probe_seq += 1;
+                        let sent_ns = ns_since(cfg.epoch);
+                        Probe { sender: plan.id, kind: Kind::Video, layer: index as u8, seq: *probe_seq, sent_ns }
+                    });
+                    let n = packets.len();
+                    let ts = ts.wrapping_add(layer.ts_offset);
+                    for (i, p) in packets.into_iter().enumerate() {
+                        layer.rtp_seq += 1;
+                        pacer.queue.push_back(Paced { layer: index, seq: layer.rtp_seq, ts, marker: i + 1 == n, payload: p });
+                    }
+                    result.sent += n as u64;
+                    cfg.live.sent.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                result.sent += n as u64;
-                cfg.live.sent.fetch_add(n as u64, Ordering::Relaxed);
                 send_paced(&mut peer, &mut pacer, cfg.epoch);
                 drive(&mut peer, cfg, result, started).await?;
             }
@@ -245,6 +315,8 @@ async fn session(
 
 /// A video packet waiting for its turn to leave.
 struct Paced {
+    /// Index into the publisher's layers.
+    layer: usize,
     seq: u64,
     ts: u32,
     marker: bool,
@@ -291,15 +363,53 @@ fn send_paced(peer: &mut Peer, pacer: &mut Pacer, epoch: Instant) {
     let Some((mid, pt)) = peer.video else { return };
     while let Some(mut p) = pacer.pop_due(Instant::now()) {
         media::restamp(&mut p.payload, ns_since(epoch));
-        write(peer, mid, pt, p.seq, p.ts, p.marker, p.payload);
+        let rid = peer.layers[p.layer].rid;
+        write(peer, mid, rid, pt, p.seq, p.ts, p.marker, p.payload);
     }
 }
 
-fn write(peer: &mut Peer, mid: Mid, pt: Pt, seq: u64, ts: u32, marker: bool, payload: Vec<u8>) {
+#[allow(clippy::too_many_arguments)]
+fn write(peer: &mut Peer, mid: Mid, rid: Option<Rid>, pt: Pt, seq: u64, ts: u32, marker: bool, payload: Vec<u8>) {
     let now = Instant::now();
     let mut api = peer.rtc.direct_api();
-    if let Some(tx) = api.stream_tx_by_mid(mid, None) {
+    if let Some(tx) = api.stream_tx_by_mid(mid, rid) {
         tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, payload).marker(marker).nackable(true));
+    }
+}
+
+fn receive(peer: &mut Peer, source: SocketAddr, datagram: &[u8], now: Instant) {
+    if let Ok(contents) = Receive::new(Protocol::Udp, source, peer.local, datagram) {
+        // A datagram str0m refuses is a lost packet; the session goes on.
+        let _ = peer.rtc.handle_input(Input::Receive(now, contents));
+    }
+}
+
+/// When the shaped downlink next delivers or reports.
+fn downlink_due(peer: &Peer) -> Instant {
+    let far = Instant::now() + Duration::from_secs(3600);
+    peer.downlink.as_ref().and_then(|(link, est)| link.next_event(est)).unwrap_or(far)
+}
+
+/// Hands str0m what the shaped downlink delivered by `now` and, when due,
+/// reports the estimate of it on every stream media arrives on.
+fn deliver_downlink(peer: &mut Peer, now: Instant) {
+    let Some((link, estimator)) = &mut peer.downlink else { return };
+    let mut delivered = Vec::new();
+    while let Some(d) = link.pop(now) {
+        estimator.arrived(d.1.len(), now);
+        delivered.push(d);
+    }
+    let report = estimator.report(link, now);
+    for (source, datagram) in delivered {
+        receive(peer, source, &datagram, now);
+    }
+    if let Some(bps) = report {
+        let mut api = peer.rtc.direct_api();
+        for ssrc in &peer.rx_ssrcs {
+            if let Some(rx) = api.stream_rx(ssrc) {
+                rx.request_remb(Bitrate::bps(bps));
+            }
+        }
     }
 }
 
@@ -322,12 +432,19 @@ async fn drive(peer: &mut Peer, cfg: &PeerConfig, result: &mut PeerResult, start
                 }
                 Event::IceConnectionStateChange(IceConnectionState::Disconnected) => bail!("ICE disconnected"),
                 Event::RtpPacket(p) => {
-                    if result.rx.on_payload(&p.payload, ns_since(cfg.epoch)).is_some() {
+                    if peer.downlink.is_some() && !peer.rx_ssrcs.contains(&p.header.ssrc) {
+                        peer.rx_ssrcs.push(p.header.ssrc);
+                    }
+                    if result.rx.on_payload(*p.seq_no, &p.payload, ns_since(cfg.epoch)).is_some() {
                         result.join_to_media.get_or_insert_with(|| started.elapsed());
                     }
                     cfg.live.received.fetch_add(1, Ordering::Relaxed);
                 }
-                Event::KeyframeRequest(_) => peer.keyframe_wanted = true,
+                Event::KeyframeRequest(r) => {
+                    for layer in peer.layers.iter_mut().filter(|l| r.rid.is_none() || l.rid == r.rid) {
+                        layer.source.request_keyframe();
+                    }
+                }
                 _ => {}
             },
         }
@@ -374,7 +491,7 @@ mod tests {
     fn pacer(rate: f64, packets: usize, t0: Instant) -> Pacer {
         let mut p = Pacer::new(rate, t0);
         for seq in 0..packets as u64 {
-            p.queue.push_back(Paced { seq, ts: 0, marker: false, payload: vec![0; 1000] });
+            p.queue.push_back(Paced { layer: 0, seq, ts: 0, marker: false, payload: vec![0; 1000] });
         }
         p
     }

@@ -16,6 +16,7 @@ pub struct Report {
     pub duration_s: f64,
     pub video_kbps: u64,
     pub fps: u32,
+    pub simulcast: bool,
     /// Video pacing as a multiple of the bitrate; 0 when frames went as bursts.
     pub pacing: f64,
     /// Peers whose media connected.
@@ -53,6 +54,22 @@ pub struct SubscriberReport {
     pub received: u64,
     pub expected: u64,
     pub delivery: f64,
+    /// Its downlink's cap, if it had one.
+    pub downlink_kbps: Option<u64>,
+    /// Each video stream it received.
+    pub video: Vec<VideoReport>,
+}
+
+/// Which layer of a sender's video a subscriber received.
+#[derive(Debug, Serialize)]
+pub struct VideoReport {
+    pub sender: String,
+    /// The layer arriving at the end (0 lowest; 0 without simulcast).
+    pub layer: u8,
+    /// How often the arriving layer changed.
+    pub switches: u32,
+    /// Packets received per layer, lowest first.
+    pub layer_packets: Vec<u64>,
 }
 
 #[derive(Debug, Serialize, Default)]
@@ -187,10 +204,42 @@ impl Report {
                 sv.rss_bytes_max / 1e6
             );
         }
+        if self.simulcast {
+            for line in self.layer_lines() {
+                let _ = writeln!(s, "  layers           {line}");
+            }
+        }
         for f in self.failed.iter().take(5) {
             let _ = writeln!(s, "  failed           {}: {}", f.identity, f.error);
         }
         s
+    }
+
+    /// Per downlink cap: on which layer its subscribers' video settled, and
+    /// how often it switched.
+    fn layer_lines(&self) -> Vec<String> {
+        let mut caps: Vec<Option<u64>> = self.subscribers.iter().map(|s| s.downlink_kbps).collect();
+        caps.sort();
+        caps.dedup();
+        caps.into_iter()
+            .map(|cap| {
+                let videos: Vec<&VideoReport> =
+                    self.subscribers.iter().filter(|s| s.downlink_kbps == cap).flat_map(|s| &s.video).collect();
+                let mut on = [0usize; 3];
+                for v in &videos {
+                    on[usize::from(v.layer).min(2)] += 1;
+                }
+                let switches = videos.iter().map(|v| v.switches).sum::<u32>() as f64 / videos.len().max(1) as f64;
+                let cap = cap.map_or("no cap".to_string(), |c| format!("cap {c} kb/s"));
+                format!(
+                    "{cap}: {} streams ended on q {} / h {} / f {}, {switches:.1} switches each",
+                    videos.len(),
+                    on[0],
+                    on[1],
+                    on[2]
+                )
+            })
+            .collect()
     }
 
     pub fn html(&self) -> String {

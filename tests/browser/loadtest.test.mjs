@@ -81,3 +81,30 @@ test('a short pairs run: everyone gets ≥95%, reports are complete, /metrics ag
   assert.ok(drawn.bars > 0 && drawn.barHeight > 10, `latency histogram drawn: ${JSON.stringify(drawn)}`);
   assert.ok(drawn.throughput >= 5 && drawn.cpu >= 5, `time series drawn: ${JSON.stringify(drawn)}`);
 });
+
+test('simulcast webinar: each capped subscriber settles on the layer its downlink carries', { timeout: 120000 }, async () => {
+  if (server) await server.stop();
+  server = await startServer({ shards: 1 });
+  const out = join(server.dataDir, 'simulcast.json');
+  // Layers: q 150, h 500, f 1500 kb/s; the caps carry q, h and everything.
+  const { stdout } = await promisify(execFile)(LOADTEST, [
+    'webinar', '--url', server.url, '--keys', join(server.dataDir, 'keys.json'), '--peers', '4',
+    '--duration', '15s', '--simulcast', '--downlink-kbps', '300,1000,0', '--json', out,
+  ], { timeout: 90000 });
+  console.log(stdout.trim());
+
+  const r = JSON.parse(readFileSync(out, 'utf8'));
+  assert.equal(r.connected, 4, JSON.stringify(r.failed));
+  const byCap = Object.fromEntries(r.subscribers.map((s) => [String(s.downlink_kbps), s]));
+  for (const [cap, layer] of [['300', 0], ['1000', 1], ['null', 2]]) {
+    const s = byCap[cap];
+    assert.ok(s, `a subscriber with cap ${cap}`);
+    assert.equal(s.video.length, 1, `${s.identity} receives the publisher's video`);
+    const v = s.video[0];
+    assert.equal(v.layer, layer, `cap ${cap}: ended on layer ${v.layer} (${JSON.stringify(v)})`);
+    assert.ok(v.switches <= 5, `cap ${cap}: ${v.switches} switches`);
+    assert.ok(v.layer_packets[layer] > v.layer_packets.reduce((a, b) => a + b, 0) / 2, `cap ${cap}: mostly on its layer`);
+  }
+  assert.ok(byCap.null.delivery >= 0.95, `uncapped subscriber got ${byCap.null.delivery}`);
+  assert.match(stdout, /layers +cap 300 kb\/s: 1 streams ended on q 1/);
+});

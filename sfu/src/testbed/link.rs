@@ -1,42 +1,41 @@
-//! A client's downlink in virtual time, and the estimate its browser would
-//! report of it.
+//! A client's downlink, and the estimate its browser would report of it: in
+//! the test bed's virtual time, and in the load tester's real time (its
+//! userspace shaper).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use str0m::net::Transmit;
-
-/// A rate-limited link with a drop-tail queue: a datagram leaves once those
-/// before it have (at `rate` bits/s) and is dropped when it would wait
-/// longer than `max_queue`.
-pub struct Link {
+/// A rate-limited link with a drop-tail queue: a datagram (`T`, of the
+/// length given) leaves once those before it have (at `rate` bits/s) and is
+/// dropped when it would wait longer than `max_queue`.
+pub struct Link<T> {
     pub rate: u64,
     pub max_queue: Duration,
     free_at: Option<Instant>,
-    queue: VecDeque<(Instant, Transmit)>,
+    queue: VecDeque<(Instant, T)>,
     /// Datagrams dropped so far.
     pub dropped: u64,
 }
 
-impl Link {
+impl<T> Link<T> {
     pub fn new(rate: u64, max_queue: Duration) -> Self {
         Link { rate, max_queue, free_at: None, queue: VecDeque::new(), dropped: 0 }
     }
 
-    /// Queues `t` at `now`, or drops it when the queue is full.
-    pub fn push(&mut self, t: Transmit, now: Instant) {
+    /// Queues `t` (`bytes` long) at `now`, or drops it when the queue is full.
+    pub fn push(&mut self, t: T, bytes: usize, now: Instant) {
         let start = self.free_at.map_or(now, |f| f.max(now));
         if start.saturating_duration_since(now) > self.max_queue {
             self.dropped += 1;
             return;
         }
-        let done = start + Duration::from_secs_f64(t.contents.len() as f64 * 8.0 / self.rate as f64);
+        let done = start + Duration::from_secs_f64(bytes as f64 * 8.0 / self.rate as f64);
         self.free_at = Some(done);
         self.queue.push_back((done, t));
     }
 
     /// The next datagram delivered by `now`.
-    pub fn pop(&mut self, now: Instant) -> Option<Transmit> {
+    pub fn pop(&mut self, now: Instant) -> Option<T> {
         self.queue.front().filter(|(at, _)| *at <= now)?;
         self.queue.pop_front().map(|(_, t)| t)
     }
@@ -80,7 +79,7 @@ impl ReceiveEstimator {
     }
 
     /// The estimate to report now (bits/s), when one is due.
-    pub fn report(&mut self, link: &Link, now: Instant) -> Option<u64> {
+    pub fn report<T>(&mut self, link: &Link<T>, now: Instant) -> Option<u64> {
         if self.next_report.is_none_or(|t| now < t) {
             return None;
         }

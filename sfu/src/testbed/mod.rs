@@ -73,7 +73,7 @@ pub struct Client {
     rtp_towards: usize,
     /// The link from the server to this client and the client's estimate
     /// of it; `None`: unlimited, and no estimate (see [`Bed::set_downlink`]).
-    pub downlink: Option<(Link, ReceiveEstimator)>,
+    pub downlink: Option<(Link<Transmit>, ReceiveEstimator)>,
     /// The SSRCs it receives RTP on (where its estimates go).
     rx_ssrcs: Vec<Ssrc>,
 }
@@ -556,7 +556,8 @@ impl Bed {
                 }
             }
             if let Some((link, _)) = &mut c.downlink {
-                link.push(t, now);
+                let bytes = t.contents.len();
+                link.push(t, bytes, now);
                 continue;
             }
             let pid = c.pid;
