@@ -6,12 +6,16 @@
 // datagrams each way (nft numgen) for WINDOW seconds. Prints a table of
 // what Chromium's getStats says the viewer saw: frame rate, freezes and
 // their total length, frames dropped, keyframe requests (PLIs) it sent, and
-// the NACKs the server counted.
+// the NACKs the server counted. LOSS_ON=publisher puts the loss on the
+// publisher's link instead (its uplink loses what the server then asks it
+// to repair, once for every subscriber).
 import { startServer, launchBrowser, waitFor, sleep, tileHeight, links } from './harness.mjs';
 
 const RATES = (process.env.LOSS_RATES || '0,5,10,20').split(',').map(Number);
 const WINDOW = Number(process.env.LOSS_WINDOW || 30);
 const ROOM = 'loss-room';
+// Namespace index (net/links.sh) whose link loses: 1 the publisher, 2 the viewer.
+const LOSSY = process.env.LOSS_ON === 'publisher' ? 1 : 2;
 
 const browsers = [];
 let server;
@@ -47,20 +51,23 @@ try {
   void alice;
   const rows = [];
   for (const pct of RATES) {
-    links('loss', 2, pct);
+    links('loss', LOSSY, pct);
     await sleep(3000);
     const a = await stats();
-    const n0 = await metric('switchboard_nacks_received_total');
+    const nacks = () => metric(LOSSY === 1 ? 'switchboard_nacks_sent_total' : 'switchboard_nacks_received_total');
+    const n0 = await nacks();
     await sleep(WINDOW * 1000);
     const b = await stats();
-    const n1 = await metric('switchboard_nacks_received_total');
+    const n1 = await nacks();
     rows.push({ pct, width: b.width, fps: ((b.frames - a.frames) / WINDOW).toFixed(1), freezes: b.freezes - a.freezes,
       freezeSeconds: (b.freezeSeconds - a.freezeSeconds).toFixed(1), dropped: b.dropped - a.dropped, plis: b.plis - a.plis,
       nacksSent: b.nacks - a.nacks, nacksAtServer: n1 - n0 });
     console.log(JSON.stringify(rows.at(-1)));
   }
-  links('loss', 2, 0);
-  console.log(`\n| loss each way | width | fps | freezes in ${WINDOW} s | frozen (s) | frames dropped | PLIs sent | NACKs sent | NACKs at server |`);
+  links('loss', LOSSY, 0);
+  const server_nacks = LOSSY === 1 ? 'NACKs server sent' : 'NACKs at server';
+  console.log(`\nloss on the ${LOSSY === 1 ? 'publisher' : 'viewer'}'s link`);
+  console.log(`| loss each way | width | fps | freezes in ${WINDOW} s | frozen (s) | frames dropped | PLIs sent | NACKs sent | ${server_nacks} |`);
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(`| ${r.pct} % | ${r.width} | ${r.fps} | ${r.freezes} | ${r.freezeSeconds} | ${r.dropped} | ${r.plis} | ${r.nacksSent} | ${r.nacksAtServer} |`);
