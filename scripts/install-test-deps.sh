@@ -8,6 +8,8 @@ command -v chromium >/dev/null || need+=(chromium)
 # tests/browser/net/links.sh (namespaces, tbf, loss): ip and tc are in iproute2.
 command -v nft >/dev/null || need+=(nftables)
 command -v tc >/dev/null || need+=(iproute2)
+# tests/browser/turn.test.mjs relays through Debian's coturn.
+command -v turnserver >/dev/null || need+=(coturn)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -69,12 +69,28 @@ pub struct ServeArgs {
     /// STUN/TURN server URL handed to clients (repeatable).
     #[arg(long = "ice-server", env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',', global = true)]
     pub ice_servers: Vec<String>,
-    /// Username for the TURN servers in --ice-server.
-    #[arg(long, env = "SWITCHBOARD_TURN_USERNAME", global = true)]
+    /// Static username for the TURN servers in --ice-server (with
+    /// --turn-credential), when they do not share a --turn-secret.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TURN_USERNAME",
+        global = true,
+        requires = "turn_credential",
+        conflicts_with = "turn_secret"
+    )]
     pub turn_username: Option<String>,
-    /// Credential for the TURN servers in --ice-server.
-    #[arg(long, env = "SWITCHBOARD_TURN_CREDENTIAL", global = true)]
+    /// Static credential for the TURN servers in --ice-server.
+    #[arg(long, env = "SWITCHBOARD_TURN_CREDENTIAL", global = true, requires = "turn_username")]
     pub turn_credential: Option<String>,
+    /// Secret shared with the TURN servers in --ice-server (coturn:
+    /// --use-auth-secret --static-auth-secret=…): each participant gets its
+    /// own credential, valid for --turn-ttl.
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET", global = true, hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// How long a minted TURN credential is valid (a relayed call cannot
+    /// outlast it: its allocation can no longer be refreshed).
+    #[arg(long, env = "SWITCHBOARD_TURN_TTL", default_value = "12h", value_parser = humantime::parse_duration, global = true)]
+    pub turn_ttl: Duration,
     /// A call request nobody accepts within this is marked missed.
     #[arg(long, env = "SWITCHBOARD_QUEUE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
     pub queue_timeout: Duration,

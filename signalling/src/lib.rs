@@ -20,6 +20,7 @@ pub mod calls;
 pub mod config;
 pub mod customer_api;
 pub mod http;
+pub mod ice_servers;
 pub mod metrics;
 pub mod protocol;
 pub mod ratelimit;
@@ -39,7 +40,7 @@ pub struct AppState {
     pub sfu: Sfu,
     pub clients: Arc<sink::Clients>,
     pub keys: auth::Keys,
-    pub ice_servers: Vec<protocol::IceServer>,
+    pub ice_servers: ice_servers::IceServers,
     /// Flips to true when the server is stopping; sessions tell their clients.
     pub shutdown: watch::Receiver<bool>,
     pub calls: calls::Calls,
@@ -70,7 +71,7 @@ impl Server {
     pub fn new(
         sfu_config: sfu::SfuConfig,
         keys: auth::Keys,
-        ice_servers: Vec<protocol::IceServer>,
+        ice_servers: ice_servers::IceServers,
         flow: FlowConfig,
     ) -> std::io::Result<Server> {
         let clients = Arc::new(sink::Clients::default());

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use signalling::auth::Keys;
 use signalling::config::{AgentCommand, Cli, Command, ServeArgs};
-use signalling::protocol::IceServer;
+use signalling::ice_servers::{IceServers, TurnAuth};
 use signalling::store::Store;
 use signalling::FlowConfig;
 use signalling::Server;
@@ -76,15 +76,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_ip: args.public_ip,
         room_spill_at: args.room_spill_at,
     };
-    let ice_servers: Vec<IceServer> = args
-        .ice_servers
-        .iter()
-        .map(|u| IceServer {
-            urls: vec![u.clone()],
-            username: u.starts_with("turn").then(|| args.turn_username.clone()).flatten(),
-            credential: u.starts_with("turn").then(|| args.turn_credential.clone()).flatten(),
-        })
-        .collect();
+    let turn = match (&args.turn_secret, &args.turn_username, &args.turn_credential) {
+        (Some(secret), ..) => TurnAuth::Secret { secret: secret.clone(), ttl: args.turn_ttl },
+        (None, Some(username), Some(credential)) => {
+            TurnAuth::Static { username: username.clone(), credential: credential.clone() }
+        }
+        _ => TurnAuth::None,
+    };
+    let ice_servers = IceServers::new(args.ice_servers.clone(), turn).map_err(anyhow::Error::msg)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {

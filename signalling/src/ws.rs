@@ -182,7 +182,7 @@ async fn join(
         can_publish: permissions.can_publish,
         can_subscribe: permissions.can_subscribe,
         participants: &joined.others,
-        ice_servers: &state.ice_servers,
+        ice_servers: &state.ice_servers.for_participant(&claims.sub, std::time::SystemTime::now()),
     };
     if send_json(tx, &msg).await.is_err() {
         state.clients.unregister(pid);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use signalling::auth::{unix_now, Claims, Keys, VideoGrant};
+use signalling::ice_servers::{rest_credential, IceServers, TurnAuth};
 use signalling::Server;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,6 +16,7 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 
 const KEY: &str = "testkey";
 const SECRET: &str = "test-secret-test-secret-test-secret";
+const TURN_SECRET: &str = "shared-with-coturn";
 
 async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
     let config = sfu::SfuConfig {
@@ -34,7 +36,9 @@ async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
         logins_per_minute: 10,
         secure_cookies: false,
     };
-    let server = Server::new(config, Keys::single(KEY, SECRET), vec![], flow).unwrap();
+    let turn = TurnAuth::Secret { secret: TURN_SECRET.into(), ttl: Duration::from_secs(3600) };
+    let ice = IceServers::new(vec!["stun:127.0.0.1:3478".into(), "turn:127.0.0.1:3478".into()], turn).unwrap();
+    let server = Server::new(config, Keys::single(KEY, SECRET), ice, flow).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -161,6 +165,22 @@ async fn bad_input_gets_clear_errors_and_others_are_untouched() {
     assert_eq!(ev["identity"], "clumsy");
     send(&mut bystander, json!({"type": "mute", "mid": "nope", "muted": true})).await;
     assert_eq!(next_json(&mut bystander).await.unwrap()["type"], "error", "bystander's session still answers");
+}
+
+#[tokio::test]
+async fn joined_carries_turn_credentials_minted_for_the_participant() {
+    let (url, _stop) = start().await;
+    let (_ws, joined) = join_with(&url, &token("r", "carol"), None).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let servers = joined["ice_servers"].as_array().unwrap();
+    assert_eq!(servers[0], json!({"urls": ["stun:127.0.0.1:3478"]}), "STUN gets no credential");
+    let user = servers[1]["username"].as_str().unwrap();
+    let (expiry, identity) = user.split_once(':').unwrap();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert_eq!(identity, "carol");
+    assert!((unix_now() + 3590..=unix_now() + 3610).contains(&expiry), "valid for the TTL: {user}");
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(expiry);
+    assert_eq!(servers[1]["credential"].as_str(), Some(rest_credential(TURN_SECRET, "carol", at).1.as_str()));
 }
 
 #[tokio::test]
