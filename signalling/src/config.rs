@@ -91,6 +91,16 @@ pub struct ServeArgs {
     /// outlast it: its allocation can no longer be refreshed).
     #[arg(long, env = "SWITCHBOARD_TURN_TTL", default_value = "12h", value_parser = humantime::parse_duration, global = true)]
     pub turn_ttl: Duration,
+    /// Serve HTTPS and WSS with this certificate chain (PEM file); with --tls-key.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM file).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate made at start for this machine's names
+    /// and addresses: for trying it from a phone on the LAN (browsers warn).
+    #[arg(long, env = "SWITCHBOARD_TLS_SELF_SIGNED", global = true)]
+    pub tls_self_signed: bool,
     /// A call request nobody accepts within this is marked missed.
     #[arg(long, env = "SWITCHBOARD_QUEUE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
     pub queue_timeout: Duration,

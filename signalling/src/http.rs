@@ -18,6 +18,7 @@ const CUSTOMER_HTML: &str = include_str!("../static/index.html");
 const AGENT_HTML: &str = include_str!("../static/agent.html");
 const ROOM_HTML: &str = include_str!("../static/room.html");
 const STYLE_CSS: &str = include_str!("../static/style.css");
+const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
 /// Scripts: `call.js` is the in-call view all pages share.
 const SCRIPTS: &[(&str, &str)] = &[
     ("call.js", include_str!("../static/call.js")),
@@ -38,6 +39,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/room/{room}", get(|| async { Html(ROOM_HTML) }))
         .route("/static/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], STYLE_CSS) }))
         .route("/static/{script}", get(script))
+        // Browsers ask for /favicon.ico whatever the pages link.
+        .route("/favicon.ico", get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON_SVG) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws_upgrade))

@@ -11,6 +11,8 @@
 //! - [`store`]: SQLite records (agents, call requests, invitations).
 //! - [`calls`]: the call flow's rules; [`customer_api`] and [`agent_api`]
 //!   are its HTTP faces, [`agents`] signs agents in, [`ratelimit`] limits.
+//! - [`ice_servers`]: STUN/TURN servers and per-participant TURN credentials.
+//! - [`tls`]: HTTPS/WSS without a proxy.
 //! - [`config`]: command-line flags; `main.rs` wires it all up.
 
 pub mod agent_api;
@@ -26,6 +28,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod sink;
 pub mod store;
+pub mod tls;
 pub mod ws;
 
 use std::future::Future;
@@ -92,6 +95,16 @@ impl Server {
         listener: TcpListener,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.run_on(listener, None, signal).await
+    }
+
+    /// [`Server::run`], over TLS (HTTPS and WSS) when `tls` is given.
+    pub async fn run_on(
+        self,
+        listener: TcpListener,
+        tls: Option<axum_server::tls_rustls::RustlsConfig>,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let app = http::router(self.state.clone());
         let tx = self.shutdown_tx;
         let mut done = self.state.shutdown.clone();
@@ -102,11 +115,26 @@ impl Server {
         };
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(graceful);
         // Sessions close within a round trip; don't let a stuck one hold the exit.
-        let res = tokio::select! {
-            r = serve => r,
-            _ = async { let _ = done.wait_for(|v| *v).await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => Ok(()),
+        let drained = async {
+            let _ = done.wait_for(|v| *v).await;
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await
+        };
+        let res = match tls {
+            None => {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(graceful);
+                tokio::select! { r = serve => r, _ = drained => Ok(()) }
+            }
+            Some(config) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    graceful.await;
+                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+                });
+                let serve = axum_server::from_tcp_rustls(listener.into_std()?, config).handle(handle).serve(app);
+                tokio::select! { r = serve => r, _ = drained => Ok(()) }
+            }
         };
         housekeeping.abort();
         self.state.sfu.shutdown();

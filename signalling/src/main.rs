@@ -7,6 +7,7 @@ use signalling::auth::Keys;
 use signalling::config::{AgentCommand, Cli, Command, ServeArgs};
 use signalling::ice_servers::{IceServers, TurnAuth};
 use signalling::store::Store;
+use signalling::tls::Tls;
 use signalling::FlowConfig;
 use signalling::Server;
 use tracing::info;
@@ -85,6 +86,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let ice_servers = IceServers::new(args.ice_servers.clone(), turn).map_err(anyhow::Error::msg)?;
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::Files { cert: cert.clone(), key: key.clone() }),
+        _ => args.tls_self_signed.then_some(Tls::SelfSigned),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let store = Store::open(&args.data_dir).await.context("opening the records")?;
@@ -93,13 +98,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             queue_timeout: args.queue_timeout,
             calls_per_minute: args.calls_per_minute,
             logins_per_minute: args.logins_per_minute,
-            secure_cookies: args.secure_cookies,
+            // Over HTTPS the session cookie is Secure whatever the flag says.
+            secure_cookies: args.secure_cookies || tls.is_some(),
         };
         let server = Server::new(sfu_config, keys, ice_servers, flow).context("starting the media plane")?;
         let listener =
             tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
-        info!("switchboard listening on http://{}", listener.local_addr()?);
-        server.run(listener, stop_signal()).await?;
+        let rustls = match &tls {
+            Some(tls) => {
+                let (config, names) = signalling::tls::rustls_config(tls, args.http).await?;
+                if !names.is_empty() {
+                    tracing::warn!(
+                        "serving HTTPS with a self-signed certificate for {}: browsers will warn until it is accepted; \
+                         use --tls-cert/--tls-key with a real certificate in production",
+                        names.join(", ")
+                    );
+                }
+                Some(config)
+            }
+            None => None,
+        };
+        let scheme = if rustls.is_some() { "https" } else { "http" };
+        info!("switchboard listening on {scheme}://{}", listener.local_addr()?);
+        server.run_on(listener, rustls, stop_signal()).await?;
         info!("stopped");
         Ok(())
     })

@@ -398,7 +398,7 @@
         state.local = opts.stream || await navigator.mediaDevices.getUserMedia({ audio: true, video: CAMERA });
         $('local-video').srcObject = state.local;
       } catch (e) {
-        setStatus('No camera or microphone; joining to watch only');
+        setStatus(`${mediaUnavailable()}; joining to watch only`);
       }
       const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
       state.ws = ws;
@@ -469,5 +469,14 @@
     return state;
   }
 
-  window.SwitchboardCall = { start };
+  // Why the camera could not be opened, in words for the person at the page.
+  function mediaUnavailable() {
+    if (!window.isSecureContext || !navigator.mediaDevices) {
+      return 'The camera and microphone need a secure page: open this address with https:// ' +
+        '(the server needs --tls-cert and --tls-key, or --tls-self-signed to try it) or on localhost';
+    }
+    return 'No camera or microphone';
+  }
+
+  window.SwitchboardCall = { start, mediaUnavailable };
 })();

@@ -11,7 +11,7 @@ async function preview() {
     customer.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
     $('preview').srcObject = customer.stream;
   } catch (e) {
-    $('start-error').textContent = 'No camera or microphone found; you can still call and listen.';
+    $('start-error').textContent = `${window.SwitchboardCall.mediaUnavailable()}. You can still call and listen.`;
   }
 }
 

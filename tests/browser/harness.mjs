@@ -44,11 +44,15 @@ export async function waitFor(fn, ms, what) {
  *  `netns`: run it in that namespace of `net/links.sh` instead, on all of
  *  its addresses; `url` is then how the test reaches it and `pageUrl` how
  *  pages in the client namespaces do. */
-export async function startServer({ shards = 2, args = [], netns = null } = {}) {
+/** Starts the release binary; `tls`: HTTPS with a self-signed certificate
+ *  (`--tls-self-signed`; this process then trusts any certificate). */
+export async function startServer({ shards = 2, args = [], netns = null, tls = false } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-test-'));
   const port = await freePort();
-  const url = netns ? `http://${LINKS.reach}:${port}` : `http://127.0.0.1:${port}`;
-  const pageUrl = netns ? `http://${LINKS.server}:${port}` : url;
+  const scheme = tls ? 'https' : 'http';
+  if (tls) { process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; args = [...args, '--tls-self-signed']; }
+  const url = netns ? `${scheme}://${LINKS.reach}:${port}` : `${scheme}://127.0.0.1:${port}`;
+  const pageUrl = netns ? `${scheme}://${LINKS.server}:${port}` : url;
   const where = netns
     ? ['ip', ['netns', 'exec', netns, BIN, '--http', `0.0.0.0:${port}`, '--udp-bind', '0.0.0.0', '--public-ip', LINKS.server]]
     : [BIN, ['--http', `127.0.0.1:${port}`]];
@@ -95,14 +99,15 @@ export async function startServer({ shards = 2, args = [], netns = null } = {}) 
 /** `args`: Chromium flags on top of CHROMIUM_ARGS (e.g. a fake audio file).
  *  `netns`: run the browser in that namespace of `net/links.sh` (playwright
  *  talks to it over pipes, which cross namespaces); pages there are a secure
- *  context on the server's `pageUrl`, so they may use the camera. */
-export async function launchBrowser(args = [], { netns = null, pageUrl = null } = {}) {
+ *  context on the server's `pageUrl`, so they may use the camera (unless
+ *  `insecure`: then only HTTPS makes them one, as for a phone on a LAN). */
+export async function launchBrowser(args = [], { netns = null, pageUrl = null, insecure = false } = {}) {
   const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
   let executablePath = chromiumPath;
   if (netns) {
     executablePath = join(mkdtempSync(join(tmpdir(), 'switchboard-chromium-')), 'chromium');
     writeFileSync(executablePath, `#!/bin/sh\nexec ip netns exec ${netns} ${chromiumPath} "$@"\n`, { mode: 0o755 });
-    args = [...args, `--unsafely-treat-insecure-origin-as-secure=${pageUrl}`];
+    if (!insecure) args = [...args, `--unsafely-treat-insecure-origin-as-secure=${pageUrl}`];
   }
   return chromium.launch({ executablePath, args: [...CHROMIUM_ARGS, ...args] });
 }
