@@ -10,6 +10,7 @@
   <strong class="call-title"></strong>
   <span id="status" role="status" aria-live="polite">Connecting…</span>
 </header>
+<p id="media-notice" class="media-notice" role="alert" hidden></p>
 <main class="room">
   <section id="tiles" class="tiles" aria-label="Participants">
     <figure class="tile local" id="local-tile">
@@ -398,7 +399,9 @@
         state.local = opts.stream || await navigator.mediaDevices.getUserMedia({ audio: true, video: CAMERA });
         $('local-video').srcObject = state.local;
       } catch (e) {
-        setStatus(`${mediaUnavailable()}; joining to watch only`);
+        // Stays on screen: the status line moves on once the call connects.
+        $('media-notice').textContent = `${mediaUnavailable()}. You can still watch and listen.`;
+        $('media-notice').hidden = false;
       }
       const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
       state.ws = ws;
