@@ -24,7 +24,8 @@ use crate::core::ids::{ParticipantId, ShardId};
 use crate::core::placement::DEFAULT_SPILL_AT;
 use crate::core::rooms::{ControlOutput, Joined, Rooms};
 use crate::core::shard::{ShardCore, ShardOutput};
-use crate::io::worker::{self, ShardHandle, Worker};
+use crate::io::tcp::listener::{Listener, ListenerStats};
+use crate::io::worker::{self, ShardHandle, TcpSide, Worker};
 use crate::stats::{ShardStats, SharedStats};
 
 /// Where signalling delivers events for one participant's connection.
@@ -46,6 +47,9 @@ pub struct SfuConfig {
     /// Members of one room a shard takes before the room spills onto
     /// another (see `core::placement`).
     pub room_spill_at: usize,
+    /// Port of the ICE-TCP listener (on `udp_bind`), for clients whose
+    /// network blocks UDP; `None`: no TCP candidates. 0 picks a free port.
+    pub tcp_port: Option<u16>,
 }
 
 impl Default for SfuConfig {
@@ -56,6 +60,7 @@ impl Default for SfuConfig {
             udp_port: 50000,
             public_ip: None,
             room_spill_at: DEFAULT_SPILL_AT,
+            tcp_port: None,
         }
     }
 }
@@ -114,6 +119,16 @@ struct Inner {
     next_participant: AtomicU64,
     udp_addrs: Vec<SocketAddr>,
     stats: Vec<Arc<SharedStats>>,
+    tcp: Option<TcpListening>,
+}
+
+/// The ICE-TCP listener's thread and what it is known by.
+struct TcpListening {
+    candidate_addr: SocketAddr,
+    stats: Arc<ListenerStats>,
+    /// Joined after the shards (their route senders gone, it stops when woken).
+    thread: Mutex<Option<JoinHandle<()>>>,
+    waker: Arc<mio::Waker>,
 }
 
 /// What the room directory holds right now.
@@ -136,6 +151,14 @@ impl Sfu {
                 .map_err(|e| std::io::Error::new(e.kind(), format!("binding UDP {}:{port}: {e}", config.udp_bind)))?;
             sockets.push(s);
         }
+        let tcp_stats = Arc::new(ListenerStats::default());
+        let listener = match config.tcp_port {
+            Some(port) => Some(Listener::bind(SocketAddr::new(config.udp_bind, port), tcp_stats.clone())?),
+            None => None,
+        };
+        let tcp_addr = listener
+            .as_ref()
+            .map(|l| SocketAddr::new(config.public_ip.unwrap_or(l.local_addr.ip()), l.local_addr.port()));
         let mut handles = Vec::with_capacity(n);
         let mut lanes = Vec::with_capacity(n);
         for _ in 0..n {
@@ -155,18 +178,40 @@ impl Sfu {
             let local = socket.local_addr()?;
             let candidate_addr = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
             udp_addrs.push(candidate_addr);
+            let tcp = listener.as_ref().zip(tcp_addr).map(|(l, candidate_addr)| TcpSide {
+                candidate_addr,
+                routes: l.routes.clone(),
+                listener: l.waker.clone(),
+            });
             let w = Worker {
-                core: ShardCore::new(i, candidate_addr),
+                core: ShardCore::new(i, candidate_addr, tcp_addr),
                 socket,
                 candidate_addr,
                 lanes,
                 peers: handles.clone(),
                 control: events_tx.clone(),
                 stats: stats[i].clone(),
+                tcp,
             };
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || w.run())?);
         }
-        info!(shards = n, udp = ?udp_addrs, "media plane started");
+        let tcp = match (listener, tcp_addr) {
+            (Some(parts), Some(candidate_addr)) => {
+                let shards = handles.iter().map(|h| h.tcp()).collect();
+                let l = parts.listener;
+                let thread = std::thread::Builder::new().name("ice-tcp".into()).spawn(move || l.run(shards))?;
+                // Only the shards hold route senders now: it stops after them.
+                drop(parts.routes);
+                Some(TcpListening {
+                    candidate_addr,
+                    stats: tcp_stats,
+                    thread: Mutex::new(Some(thread)),
+                    waker: parts.waker,
+                })
+            }
+            _ => None,
+        };
+        info!(shards = n, udp = ?udp_addrs, tcp = ?tcp_addr, "media plane started");
         Ok(Sfu {
             inner: Arc::new(Inner {
                 control,
@@ -174,6 +219,7 @@ impl Sfu {
                 next_participant: AtomicU64::new(1),
                 udp_addrs,
                 stats,
+                tcp,
             }),
         })
     }
@@ -225,7 +271,18 @@ impl Sfu {
         &self.inner.udp_addrs
     }
 
-    /// Stops the shard threads and the control thread, and waits for them.
+    /// The ICE-TCP candidate address, if the listener is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp.as_ref().map(|t| t.candidate_addr)
+    }
+
+    /// What the ICE-TCP listener has done, if it is on.
+    pub fn tcp_listener_stats(&self) -> Option<&ListenerStats> {
+        self.inner.tcp.as_ref().map(|t| &*t.stats)
+    }
+
+    /// Stops the shard threads, the control thread and the ICE-TCP
+    /// listener, and waits for them.
     pub fn shutdown(&self) {
         for h in &self.inner.control.shards {
             h.command(ShardCommand::Shutdown);
@@ -233,6 +290,12 @@ impl Sfu {
         let threads = std::mem::take(&mut *self.inner.threads.lock().expect("threads lock"));
         for t in threads {
             let _ = t.join();
+        }
+        if let Some(tcp) = &self.inner.tcp {
+            let _ = tcp.waker.wake();
+            if let Some(t) = tcp.thread.lock().expect("tcp thread lock").take() {
+                let _ = t.join();
+            }
         }
     }
 }

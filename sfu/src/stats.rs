@@ -75,10 +75,10 @@ macro_rules! counters {
 }
 
 counters! {
-    /// UDP datagrams received.
+    /// UDP datagrams (and ICE-TCP frames) received.
     datagrams_in,
     bytes_in,
-    /// UDP datagrams sent.
+    /// UDP datagrams (and ICE-TCP frames) sent.
     datagrams_out,
     bytes_out,
     /// RTP packets received from publishers.
@@ -114,4 +114,10 @@ counters! {
     /// str0m timeouts that release packets written on a leg (one per leg
     /// and receive batch): the per-leg cost of forwarding.
     rtc_drain_timeouts,
+    /// ICE-TCP connections this shard took over from the listener, and
+    /// closed (by the far end, on error, or idle).
+    tcp_opened,
+    tcp_closed,
+    /// Packets dropped because an ICE-TCP connection's send queue was full.
+    tcp_send_dropped,
 }

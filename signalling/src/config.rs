@@ -51,6 +51,13 @@ pub struct ServeArgs {
     /// First media UDP port; shard i uses port + i. 0 picks free ports.
     #[arg(long, env = "SWITCHBOARD_UDP_PORT", default_value_t = 50000, global = true)]
     pub udp_port: u16,
+    /// Port of the ICE-TCP listener (on --udp-bind), a fallback for
+    /// networks that block UDP; 0 picks a free port.
+    #[arg(long, env = "SWITCHBOARD_TCP_PORT", default_value_t = 50000, global = true)]
+    pub tcp_port: u16,
+    /// Offer no ICE-TCP candidate (clients without UDP then need TURN).
+    #[arg(long, env = "SWITCHBOARD_NO_ICE_TCP", global = true)]
+    pub no_ice_tcp: bool,
     /// IP written into ICE candidates, when clients reach the server at an
     /// address other than the bind address (1:1 NAT, or --udp-bind 0.0.0.0).
     #[arg(long, env = "SWITCHBOARD_PUBLIC_IP", global = true)]

@@ -117,6 +117,7 @@ const DROPS: &[(&str, Field)] = &[
     ("unparseable", |s| s.dropped_unparseable),
     ("not_ready", |s| s.dropped_not_ready),
     ("lane_full", |s| s.dropped_lane_full),
+    ("tcp_send_queue_full", |s| s.tcp_send_dropped),
 ];
 
 impl MediaPlane {
@@ -172,6 +173,36 @@ impl MediaPlane {
             }
         }
         out.push(Box::new(drops));
+        let tcp = IntGaugeVec::new(
+            Opts::new("switchboard_ice_tcp_connections", "ICE-TCP connections a shard serves"),
+            &["shard"],
+        )
+        .expect("valid metric");
+        for (i, s) in shards.iter().enumerate() {
+            tcp.with_label_values(&[&i.to_string()]).set(s.tcp_opened.saturating_sub(s.tcp_closed) as i64);
+        }
+        out.push(Box::new(tcp));
+        if let Some(l) = self.sfu.tcp_listener_stats() {
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            let c = IntCounterVec::new(
+                Opts::new(
+                    "switchboard_ice_tcp_listener_connections_total",
+                    "Connections the ICE-TCP listener accepted, by what became of them",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric");
+            for (outcome, v) in [
+                ("accepted", load(&l.accepted)),
+                ("handed_over", load(&l.handed_over)),
+                ("refused_limit", load(&l.refused_limit)),
+                ("timed_out", load(&l.timed_out)),
+                ("bad_first_frame", load(&l.bad_first_frame)),
+            ] {
+                c.with_label_values(&[outcome]).inc_by(v);
+            }
+            out.push(Box::new(c));
+        }
         out
     }
 

@@ -25,6 +25,7 @@ async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
         udp_port: 0,
         public_ip: None,
         room_spill_at: sfu::DEFAULT_SPILL_AT,
+        tcp_port: Some(0),
     };
     let dir = tempfile::tempdir().unwrap();
     let store = signalling::store::Store::open(dir.path()).await.unwrap();

@@ -58,7 +58,7 @@ export async function startServer({ shards = 2, args = [], netns = null, tls = f
     : [BIN, ['--http', `127.0.0.1:${port}`]];
   let proc, log = '';
   const launch = async () => {
-    proc = spawn(where[0], [...where[1], '--udp-port', '0', '--shards', String(shards), '--data-dir', dataDir, ...args], {
+    proc = spawn(where[0], [...where[1], '--udp-port', '0', '--tcp-port', '0', '--shards', String(shards), '--data-dir', dataDir, ...args], {
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -110,6 +110,24 @@ export async function launchBrowser(args = [], { netns = null, pageUrl = null, i
     if (!insecure) args = [...args, `--unsafely-treat-insecure-origin-as-secure=${pageUrl}`];
   }
   return chromium.launch({ executablePath, args: [...CHROMIUM_ARGS, ...args] });
+}
+
+/** The candidate pair a page's connection to the server uses: its state and
+ *  both ends (`candidateType`, `protocol`, `relayProtocol`, `tcpType`,
+ *  `address`, `port`), from getStats. */
+export async function selectedPair(page) {
+  return page.evaluate(async () => {
+    const stats = await window.switchboard.pc.getStats();
+    let transport;
+    stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) transport = s; });
+    if (!transport) return null;
+    const p = stats.get(transport.selectedCandidatePairId);
+    const end = (id) => {
+      const c = stats.get(id);
+      return { candidateType: c.candidateType, protocol: c.protocol, relayProtocol: c.relayProtocol, tcpType: c.tcpType, address: c.address, port: c.port };
+    };
+    return { state: p.state, local: end(p.localCandidateId), remote: end(p.remoteCandidateId) };
+  });
 }
 
 /** The addresses `net/links.sh` gives the server namespace. */

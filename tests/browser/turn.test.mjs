@@ -8,7 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { startServer, launchBrowser, waitFor, freePort } from './harness.mjs';
+import { startServer, launchBrowser, waitFor, freePort, selectedPair } from './harness.mjs';
 
 const SECRET = 'turn-secret-for-the-test';
 const ROOM = 'turn-room';
@@ -69,17 +69,10 @@ test('relay-only pages call each other through coturn over UDP and TCP with mint
 
   // The pair in use is relayed, over the transport each page was given.
   for (const [name, transport] of [['alice', 'udp'], ['bob', 'tcp']]) {
-    const pair = await pages[name].evaluate(async () => {
-      const stats = await window.switchboard.pc.getStats();
-      let transport;
-      stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) transport = s; });
-      const p = stats.get(transport.selectedCandidatePairId);
-      const local = stats.get(p.localCandidateId);
-      return { state: p.state, type: local.candidateType, relayProtocol: local.relayProtocol };
-    });
+    const pair = await selectedPair(pages[name]);
     console.log(`${name}: selected pair ${JSON.stringify(pair)}`);
-    assert.equal(pair.type, 'relay', `${name} uses a relayed candidate`);
-    assert.equal(pair.relayProtocol, transport, `${name} reaches coturn over ${transport}`);
+    assert.equal(pair.local.candidateType, 'relay', `${name} uses a relayed candidate`);
+    assert.equal(pair.local.relayProtocol, transport, `${name} reaches coturn over ${transport}`);
   }
   // Each page got a credential of its own, valid for --turn-ttl.
   const joinedUser = await pages.alice.evaluate(() => window.switchboard.me.ice_servers.find((s) => s.username).username);

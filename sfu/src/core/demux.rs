@@ -1,12 +1,14 @@
-//! Which participant a datagram belongs to: first the 5-tuple map (one hash
-//! lookup for established peers), then, for STUN from a new address, the
-//! server-chosen ICE ufrag in USERNAME. The caller admits the new address only
+//! Which participant a datagram belongs to: first the transport address
+//! (protocol and source: one hash lookup for established peers; over TCP the
+//! source is the connection's far end), then, for STUN from a new address,
+//! the server-chosen ICE ufrag in USERNAME. The caller admits the new address only
 //! if the participant's `Rtc::accepts` verifies the message.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use rustc_hash::FxHashMap;
+use str0m::net::Protocol;
 
 /// Addresses remembered per participant. Browsers try a handful of
 /// candidate pairs; more than this is either a very odd host or abuse.
@@ -15,15 +17,20 @@ pub const MAX_ADDRS_PER_PEER: usize = 8;
 /// Slot index of a participant inside its shard.
 pub type Slot = usize;
 
+/// Where a participant's packets come from: UDP source address, or the far
+/// end of its ICE-TCP connection.
+pub type Transport = (Protocol, SocketAddr);
+
 #[derive(Default)]
 pub struct Demux {
-    // Default SipHash: source addresses are chosen by whoever sends to us.
-    by_addr: FxHashMap<SocketAddr, Slot>,
+    // FxHash: a key only gets in after `Rtc::accepts` verified STUN from it,
+    // so strangers cannot choose colliding keys to insert.
+    by_addr: FxHashMap<Transport, Slot>,
     by_ufrag: HashMap<String, Slot>,
 }
 
 impl Demux {
-    pub fn by_addr(&self, addr: &SocketAddr) -> Option<Slot> {
+    pub fn by_addr(&self, addr: &Transport) -> Option<Slot> {
         self.by_addr.get(addr).copied()
     }
 
@@ -35,11 +42,16 @@ impl Demux {
         self.by_ufrag.insert(ufrag, slot);
     }
 
-    pub fn insert_addr(&mut self, addr: SocketAddr, slot: Slot) {
+    /// Forgets a ufrag an ICE restart replaced.
+    pub fn remove_ufrag(&mut self, ufrag: &str) {
+        self.by_ufrag.remove(ufrag);
+    }
+
+    pub fn insert_addr(&mut self, addr: Transport, slot: Slot) {
         self.by_addr.insert(addr, slot);
     }
 
-    pub fn remove(&mut self, ufrag: &str, addrs: &[SocketAddr]) {
+    pub fn remove(&mut self, ufrag: &str, addrs: &[Transport]) {
         self.by_ufrag.remove(ufrag);
         for a in addrs {
             self.by_addr.remove(a);

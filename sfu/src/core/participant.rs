@@ -15,12 +15,14 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, Mid, Pt, Rid};
+use str0m::net::TcpType;
 use str0m::rtp::{Extension, ExtensionMap, Ssrc};
 use str0m::{Candidate, Rtc, RtcConfig};
 
 use super::allocate::LegBudget;
 use super::command::TrackInfo;
 use super::command::{ClientEvent, ErrorCode, JoinRequest, MidInfo, Permissions, Signal};
+use super::demux::Transport;
 use super::dynacast::Dynacast;
 use super::forwarder::{Forwarder, PictureIds};
 use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
@@ -96,7 +98,7 @@ pub struct Participant {
     pub rtc: Rtc,
     pub ufrag: String,
     /// Remote addresses admitted by the demux for this participant.
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<Transport>,
     /// Deadline the participant asked for in its last `Output::Timeout`.
     pub timeout: Instant,
     /// Earliest deadline queued for it in the shard's timers.
@@ -170,11 +172,18 @@ pub fn rtc_config(can_publish: bool) -> RtcConfig {
 }
 
 impl Participant {
-    pub fn new(id: ParticipantId, req: JoinRequest, candidate: SocketAddr, now: Instant) -> Self {
+    /// `udp`: the shard's UDP candidate; `tcp`: the ICE-TCP listener's, if
+    /// any (passive, so the client connects to it; str0m gives host TCP a
+    /// lower priority than host UDP, so it is used only when UDP fails).
+    pub fn new(id: ParticipantId, req: JoinRequest, udp: SocketAddr, tcp: Option<SocketAddr>, now: Instant) -> Self {
         let mut rtc = rtc_config(req.permissions.can_publish).build(now);
-        // Invariant: a host candidate for a concrete UDP socket address is always valid.
-        let c = Candidate::host(candidate, "udp").expect("host candidate");
+        // Invariant: a host candidate for a concrete socket address is always valid.
+        let c = Candidate::host(udp, "udp").expect("host candidate");
         rtc.add_local_candidate(c);
+        if let Some(tcp) = tcp {
+            let c = Candidate::builder().tcp().host(tcp).tcptype(TcpType::Passive).build();
+            rtc.add_local_candidate(c.expect("passive TCP host candidate"));
+        }
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         Participant {
             id,

@@ -16,7 +16,7 @@ use str0m::net::Transmit;
 use super::batch::Sent;
 use crate::core::command::{MediaMsg, ShardCommand};
 use crate::core::ids::ShardId;
-use crate::core::shard::{ShardCore, ShardOutput, ShardStats};
+use crate::core::shard::{ShardCore, ShardOutput, ShardStats, UfragChange};
 
 /// Receive batches per loop turn before commands and timers get a look in;
 /// bounds the latency a burst can add to control work.
@@ -55,6 +55,8 @@ pub trait ShardIo {
     fn to_control(&mut self, out: ShardOutput);
     /// Publishes the counters for scraping, once per turn.
     fn publish(&mut self, _stats: &ShardStats) {}
+    /// A ufrag of this shard's participants came or went (for ICE-TCP).
+    fn ufrag_changed(&mut self, _change: UfragChange) {}
 }
 
 /// The loop state a shard keeps between turns.
@@ -114,6 +116,9 @@ impl Driver {
         hand_over_media(core, io);
         while let Some(out) = core.poll_output() {
             io.to_control(out);
+        }
+        while let Some(change) = core.poll_ufrag() {
+            io.ufrag_changed(change);
         }
         io.publish(core.stats());
         shutdown

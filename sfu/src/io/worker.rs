@@ -1,5 +1,6 @@
-//! A shard's thread: one UDP socket, a command lane, a media lane, and the
-//! `ShardCore` it drives, one [`Driver::turn`] per wake-up. Nothing here is
+//! A shard's thread: one UDP socket, its ICE-TCP connections, a command
+//! lane, a media lane, and the `ShardCore` it drives, one [`Driver::turn`]
+//! per wake-up. Nothing here is
 //! shared with other shards except the channel senders and wakers used to
 //! hand them values; events for the control plane go over a channel too, so
 //! a shard never waits on a lock of the control plane.
@@ -11,14 +12,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 use tracing::{debug, warn};
 
 use super::batch::{RecvBatch, SendBatch, Sent};
+use super::tcp::conns::TcpConns;
+use super::tcp::listener::{Handoff, RouteUpdate, ShardTcp};
 use super::turn::{Driver, ShardIo};
 use crate::core::command::{MediaMsg, ShardCommand};
 use crate::core::ids::ShardId;
-use crate::core::shard::{ShardCore, ShardOutput, ShardStats};
+use crate::core::shard::{ShardCore, ShardOutput, ShardStats, UfragChange};
 use crate::stats::SharedStats;
 
 const SOCKET: Token = Token(0);
@@ -40,9 +43,16 @@ pub struct ShardHandle {
     /// Bounded: a full lane drops media rather than stall the sender.
     pub media: Sender<MediaMsg>,
     pub waker: Arc<Waker>,
+    /// ICE-TCP connections from the listener.
+    pub tcp: Sender<Handoff>,
 }
 
 impl ShardHandle {
+    /// The listener's way to hand this shard connections.
+    pub fn tcp(&self) -> ShardTcp {
+        ShardTcp { conns: self.tcp.clone(), waker: self.waker.clone() }
+    }
+
     pub fn command(&self, cmd: ShardCommand) {
         // The receiver lives as long as the shard; after shutdown there is nobody to tell.
         if self.commands.send(cmd).is_ok() {
@@ -56,6 +66,7 @@ pub struct ShardLanes {
     pub poll: Poll,
     pub commands: Receiver<ShardCommand>,
     pub media: Receiver<MediaMsg>,
+    pub tcp: Receiver<Handoff>,
 }
 
 /// Creates the lanes and handle for one shard.
@@ -64,7 +75,9 @@ pub fn lanes() -> std::io::Result<(ShardHandle, ShardLanes)> {
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (ctx, crx) = crossbeam_channel::unbounded();
     let (mtx, mrx) = crossbeam_channel::bounded(MEDIA_LANE_DEPTH);
-    Ok((ShardHandle { commands: ctx, media: mtx, waker }, ShardLanes { poll, commands: crx, media: mrx }))
+    let (ttx, trx) = crossbeam_channel::unbounded();
+    let handle = ShardHandle { commands: ctx, media: mtx, waker, tcp: ttx };
+    Ok((handle, ShardLanes { poll, commands: crx, media: mrx, tcp: trx }))
 }
 
 pub struct Worker {
@@ -78,12 +91,26 @@ pub struct Worker {
     pub control: Sender<ShardOutput>,
     /// Where this shard publishes its counters once per loop turn.
     pub stats: Arc<SharedStats>,
+    /// With ICE-TCP: our TCP candidate address, and where to tell the
+    /// listener which ufrags are ours.
+    pub tcp: Option<TcpSide>,
+}
+
+pub struct TcpSide {
+    pub candidate_addr: SocketAddr,
+    pub routes: Sender<RouteUpdate>,
+    pub listener: Arc<Waker>,
 }
 
 /// The worker's side of a turn: the socket and the channels.
 struct UdpIo {
+    shard: ShardId,
     socket: UdpSocket,
     candidate_addr: SocketAddr,
+    /// The socket may have datagrams waiting (edge-triggered: set by the
+    /// poller, cleared on `WouldBlock`).
+    udp_readable: bool,
+    tcp: Option<(TcpConns, Sender<RouteUpdate>, Arc<Waker>)>,
     rx: RecvBatch,
     tx: SendBatch,
     commands: Receiver<ShardCommand>,
@@ -109,17 +136,64 @@ impl ShardIo for UdpIo {
     }
 
     fn recv(&mut self, core: &mut ShardCore, now: Instant) -> std::io::Result<usize> {
-        let n = self.rx.recv(&self.socket)?;
-        for i in 0..n {
-            if let Some((source, data)) = self.rx.get(i) {
-                core.handle_receive(now, source, self.candidate_addr, data);
+        let mut n = 0;
+        if self.udp_readable {
+            match self.rx.recv(&self.socket) {
+                Ok(k) => {
+                    for i in 0..k {
+                        if let Some((source, data)) = self.rx.get(i) {
+                            core.handle_receive(now, Protocol::Udp, source, self.candidate_addr, data);
+                        }
+                    }
+                    n += k;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_readable = false,
+                Err(e) => return Err(e),
             }
+        }
+        let mut tcp_ready = false;
+        if let Some((tcp, ..)) = &mut self.tcp {
+            n += tcp.recv(core, now);
+            tcp_ready = tcp.has_ready();
+        }
+        if n == 0 && !self.udp_readable && !tcp_ready {
+            return Err(ErrorKind::WouldBlock.into());
         }
         Ok(n)
     }
 
     fn send(&mut self, batch: &mut Vec<Transmit>) -> Sent {
-        self.tx.send(&self.socket, batch, |t| (t.destination, &t.contents[..]))
+        let mut over_tcp = Sent::default();
+        if let Some((tcp, ..)) = &mut self.tcp {
+            if batch.iter().any(|t| t.proto == Protocol::Tcp) {
+                batch.retain(|t| {
+                    let udp = t.proto == Protocol::Udp;
+                    if !udp {
+                        tcp.send(t, &mut over_tcp);
+                    }
+                    udp
+                });
+                tcp.flush(&mut over_tcp);
+            }
+        }
+        let mut sent = match batch.is_empty() {
+            true => Sent::default(),
+            false => self.tx.send(&self.socket, batch, |t| (t.destination, &t.contents[..])),
+        };
+        sent.datagrams += over_tcp.datagrams;
+        sent.bytes += over_tcp.bytes;
+        sent.failed += over_tcp.failed;
+        sent.messages += over_tcp.messages;
+        sent
+    }
+
+    fn ufrag_changed(&mut self, change: UfragChange) {
+        if let Some((_, routes, listener)) = &self.tcp {
+            // The listener outlives the shards; after it is gone nobody asks.
+            if routes.send(RouteUpdate { shard: self.shard, change }).is_ok() {
+                let _ = listener.wake();
+            }
+        }
     }
 
     fn to_shard(&mut self, shard: ShardId, msg: MediaMsg) -> bool {
@@ -148,8 +222,8 @@ impl ShardIo for UdpIo {
 
 impl Worker {
     pub fn run(self) {
-        let Worker { mut core, socket, candidate_addr, lanes, peers, control, stats } = self;
-        let ShardLanes { mut poll, commands, media } = lanes;
+        let Worker { mut core, socket, candidate_addr, lanes, peers, control, stats, tcp } = self;
+        let ShardLanes { mut poll, commands, media, tcp: handoffs } = lanes;
         if let Err(e) = socket.set_nonblocking(true) {
             warn!(shard = core.id(), "socket: {e}");
             return;
@@ -164,9 +238,21 @@ impl Worker {
             return;
         }
         let wake = vec![false; peers.len()];
+        let tcp = match tcp.map(|t| poll.registry().try_clone().map(|r| (t, r))).transpose() {
+            Ok(t) => t.map(|(t, registry)| {
+                (TcpConns::new(t.candidate_addr, registry, handoffs, Instant::now()), t.routes, t.listener)
+            }),
+            Err(e) => {
+                warn!(shard = core.id(), "registry: {e}");
+                return;
+            }
+        };
         let mut io = UdpIo {
+            shard: core.id(),
             socket,
             candidate_addr,
+            udp_readable: true,
+            tcp,
             rx: RecvBatch::default(),
             tx: SendBatch::default(),
             commands,
@@ -190,7 +276,26 @@ impl Worker {
                     warn!(shard = core.id(), "poll: {e}");
                 }
             }
-            driver.readable |= events.iter().any(|e| e.token() == SOCKET);
+            for e in events.iter() {
+                match (e.token(), &mut io.tcp) {
+                    (SOCKET, _) => io.udp_readable = true,
+                    (WAKER, _) => {}
+                    (t, Some((tcp, ..))) => {
+                        tcp.on_event(t, e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable());
+                    }
+                    _ => {}
+                }
+            }
+            let mut tcp_ready = false;
+            if let Some((tcp, ..)) = &mut io.tcp {
+                let now = Instant::now();
+                tcp.adopt(now);
+                // What a full socket left queued, now that it has room.
+                tcp.flush(&mut Sent::default());
+                tcp.maintain(now, core.stats_mut());
+                tcp_ready = tcp.has_ready();
+            }
+            driver.readable |= io.udp_readable || tcp_ready;
             if driver.turn(&mut core, &mut io) {
                 debug!(shard = core.id(), "shard stopped");
                 return;

@@ -129,7 +129,7 @@ impl ShardIo for MemIo {
         }
         let n = self.inbox.len().min(BATCH);
         for (src, dst, d) in self.inbox.drain(..n) {
-            core.handle_receive(now, src, dst, &d);
+            core.handle_receive(now, Protocol::Udp, src, dst, &d);
         }
         Ok(n)
     }
@@ -179,7 +179,7 @@ impl Bed {
     pub fn with_spill_at(shards: usize, spill_at: usize) -> Self {
         Bed {
             now: Instant::now(),
-            shards: (0..shards).map(|i| ShardCore::new(i, shard_addr(i))).collect(),
+            shards: (0..shards).map(|i| ShardCore::new(i, shard_addr(i), None)).collect(),
             io: (0..shards).map(|_| MemIo::default()).collect(),
             drivers: (0..shards).map(|_| Driver::default()).collect(),
             rooms: Rooms::new(shards, spill_at),

@@ -11,6 +11,8 @@
 #                      downlink) with a tbf; KBIT 0 lifts the cap.
 #   links.sh loss I PCT  drops PCT % of client I's UDP datagrams, each way,
 #                      at random (nft numgen in its namespace); 0 stops it.
+#   links.sh block-udp I on|off  drops all of client I's UDP (a network
+#                      that lets only TCP out), in its namespace.
 #   links.sh down      removes everything (also what a crashed run left).
 #
 # Everything is inside namespaces this script made, plus one veth in the root
@@ -24,11 +26,19 @@ down() {
   ip link del sbt-root 2>/dev/null || true
 }
 
+# No IPv6 in the namespaces: a link-local address finishing duplicate address
+# detection a second after the link is up is a network change to Chromium,
+# which then fails the navigation under way (net::ERR_NETWORK_CHANGED).
+no_ipv6() {
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
 case "$cmd" in
   up)
     n=$2
     down
     ip netns add $srv
+    no_ipv6 $srv
     ip -n $srv link set lo up
     ip -n $srv link add sbt-br type bridge
     ip -n $srv addr add 10.77.1.1/24 dev sbt-br
@@ -40,6 +50,7 @@ case "$cmd" in
     for i in $(seq "$n"); do
       ns=sbt-c$i
       ip netns add "$ns"
+      no_ipv6 "$ns"
       ip -n "$ns" link set lo up
       # sbt-s<i> is client i's port on the bridge: its egress is the client's downlink.
       ip -n $srv link add "sbt-s$i" type veth peer name eth0 netns "$ns"
@@ -70,6 +81,18 @@ table inet sbt-loss {
 NFT
     fi
     ;;
+  block-udp)
+    i=$2
+    ip netns exec "sbt-c$i" nft delete table inet sbt-noudp 2>/dev/null || true
+    if [ "$3" = on ]; then
+      ip netns exec "sbt-c$i" nft -f - <<NFT
+table inet sbt-noudp {
+  chain in { type filter hook input priority 0; meta l4proto udp drop; }
+  chain out { type filter hook output priority 0; meta l4proto udp drop; }
+}
+NFT
+    fi
+    ;;
   down) down ;;
-  *) echo "usage: $0 up N | cap I KBIT | loss I PCT | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up N | cap I KBIT | loss I PCT | block-udp I on|off | down" >&2; exit 2 ;;
 esac

@@ -52,6 +52,15 @@ pub use crate::stats::ShardStats;
 /// relayed messages for it: one slow receiver must not grow server memory.
 pub const MAX_DATA_BUFFERED: usize = 1 << 20;
 
+/// A server ufrag that now names a participant of this shard, or no longer
+/// does: for the ICE-TCP listener, which hands a new connection to the shard
+/// whose participant its first STUN message names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UfragChange {
+    Added(String),
+    Removed(String),
+}
+
 /// For the control plane and clients; never dropped (low rate).
 #[derive(Debug)]
 pub enum ShardOutput {
@@ -93,20 +102,24 @@ struct Fabric {
     speech_due: Option<Instant>,
     /// The speakers last reported per room (participants, loudest first).
     speakers_sent: HashMap<Arc<str>, Vec<ParticipantId>>,
+    ufrags: VecDeque<UfragChange>,
 }
 
 pub struct ShardCore {
     /// The address written into candidates (public IP + this shard's port).
     candidate_addr: SocketAddr,
+    /// The ICE-TCP listener's candidate address, when there is one.
+    tcp_addr: Option<SocketAddr>,
     peers: Slots,
     demux: Demux,
     fabric: Fabric,
 }
 
 impl ShardCore {
-    pub fn new(id: ShardId, candidate_addr: SocketAddr) -> Self {
+    pub fn new(id: ShardId, candidate_addr: SocketAddr, tcp_addr: Option<SocketAddr>) -> Self {
         ShardCore {
             candidate_addr,
+            tcp_addr,
             peers: Slots::default(),
             demux: Demux::default(),
             fabric: Fabric {
@@ -126,6 +139,7 @@ impl ShardCore {
                 layers_due: None,
                 speech_due: None,
                 speakers_sent: HashMap::new(),
+                ufrags: VecDeque::new(),
             },
         }
     }
@@ -160,6 +174,11 @@ impl ShardCore {
         self.fabric.outputs.pop_front()
     }
 
+    /// Ufrags gained or lost since the last call (see [`UfragChange`]).
+    pub fn poll_ufrag(&mut self) -> Option<UfragChange> {
+        self.fabric.ufrags.pop_front()
+    }
+
     /// When `handle_timeout` should next be called.
     pub fn next_timeout(&self) -> Option<Instant> {
         let f = &self.fabric;
@@ -171,11 +190,20 @@ impl ShardCore {
 
     // ---- input -------------------------------------------------------------
 
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, buf: &[u8]) {
+    /// One datagram (or, over ICE-TCP, one RFC 4571 frame) from `source`
+    /// to our `destination` candidate address.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+    ) {
         let stats = &mut self.fabric.stats;
         stats.datagrams_in += 1;
         stats.bytes_in += buf.len() as u64;
-        let slot = match self.demux.by_addr(&source) {
+        let slot = match self.demux.by_addr(&(proto, source)) {
             Some(s) => s,
             None => match demux::stun_server_ufrag(buf).and_then(|u| self.demux.by_ufrag(u)) {
                 Some(s) => s,
@@ -185,7 +213,7 @@ impl ShardCore {
                 }
             },
         };
-        let Ok(recv) = Receive::new(Protocol::Udp, source, destination, buf) else {
+        let Ok(recv) = Receive::new(proto, source, destination, buf) else {
             stats.dropped_unparseable += 1;
             return;
         };
@@ -195,11 +223,12 @@ impl ShardCore {
             stats.dropped_unknown_source += 1;
             return;
         }
-        if !p.addrs.contains(&source) && p.addrs.len() < MAX_ADDRS_PER_PEER {
+        let transport = (proto, source);
+        if !p.addrs.contains(&transport) && p.addrs.len() < MAX_ADDRS_PER_PEER {
             // Verified by `accepts` (STUN integrity with our ufrag/password):
             // a peer-reflexive address becomes a fast-path route.
-            p.addrs.push(source);
-            self.demux.insert_addr(source, slot);
+            p.addrs.push(transport);
+            self.demux.insert_addr(transport, slot);
         }
         if let Err(e) = p.rtc.handle_input(input) {
             debug!(participant = %p.id, room = %p.room, "input refused: {e}");
@@ -462,10 +491,11 @@ impl ShardCore {
     // ---- participants ------------------------------------------------------
 
     fn add(&mut self, now: Instant, pid: ParticipantId, req: JoinRequest) {
-        let p = Participant::new(pid, req, self.candidate_addr, now);
+        let p = Participant::new(pid, req, self.candidate_addr, self.tcp_addr, now);
         info!(participant = %pid, room = %p.room, identity = %p.identity, shard = self.fabric.id, "participant added");
         let (ufrag, room) = (p.ufrag.clone(), p.room.clone());
         let slot = self.peers.insert(p);
+        self.fabric.ufrags.push_back(UfragChange::Added(ufrag.clone()));
         self.demux.insert_ufrag(ufrag, slot);
         self.fabric.rooms.entry(room).or_default().push(slot);
         self.drive(slot, now);
@@ -477,6 +507,7 @@ impl ShardCore {
         p.rtc.disconnect();
         self.demux.remove(&p.ufrag, &p.addrs);
         let f = &mut self.fabric;
+        f.ufrags.push_back(UfragChange::Removed(p.ufrag));
         if let Some(members) = f.rooms.get_mut(&p.room) {
             members.retain(|s| *s != slot);
             if members.is_empty() {
@@ -497,8 +528,27 @@ impl ShardCore {
         let Some(slot) = self.peers.slot_of(pid) else { return };
         let Some(p) = self.peers.get_mut(slot) else { return };
         self.fabric.on_signal(p, signal, now);
+        self.follow_ice_restart(slot);
         self.drive(slot, now);
         self.offer_if_needed(slot);
+    }
+
+    /// After an offer with new ICE credentials (the client restarted ICE,
+    /// e.g. on a new network) str0m answers with a new ufrag of ours: STUN
+    /// from the new path names it, so the demux must know it.
+    fn follow_ice_restart(&mut self, slot: Slot) {
+        let Some(p) = self.peers.get_mut(slot) else { return };
+        let ufrag = p.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag == p.ufrag {
+            return;
+        }
+        info!(participant = %p.id, room = %p.room, "ICE restart");
+        let old = std::mem::replace(&mut p.ufrag, ufrag.clone());
+        self.demux.remove_ufrag(&old);
+        self.demux.insert_ufrag(ufrag.clone(), slot);
+        let f = &mut self.fabric;
+        f.ufrags.push_back(UfragChange::Removed(old));
+        f.ufrags.push_back(UfragChange::Added(ufrag));
     }
 
     fn subscribe(&mut self, now: Instant, subscriber: ParticipantId, track: TrackInfo, publisher_shard: ShardId) {
