@@ -45,6 +45,8 @@ codes! {
     JoinRequired = "join_required",
     JoinTimeout = "join_timeout",
     AlreadyJoined = "already_joined",
+    /// A `resume` for a session that is over (or too far behind to catch up).
+    ResumeFailed = "resume_failed",
     WrongRoom = "wrong_room",
     /// The client said `leave` (a normal close).
     Left = "left",

@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// A call request nobody accepts within this is marked missed.
     #[arg(long, env = "SWITCHBOARD_QUEUE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
     pub queue_timeout: Duration,
+    /// How long a participant whose signalling connection dropped stays in
+    /// its room, waiting for its client to reconnect and resume (0: leave at once).
+    #[arg(long, env = "SWITCHBOARD_RESUME_GRACE", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
+    pub resume_grace: Duration,
     /// Call requests allowed per client IP per minute.
     #[arg(long, env = "SWITCHBOARD_CALLS_PER_MINUTE", default_value_t = 10, global = true)]
     pub calls_per_minute: u32,

@@ -21,6 +21,7 @@ const STYLE_CSS: &str = include_str!("../static/style.css");
 const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
 /// Scripts: `call.js` is the in-call view all pages share.
 const SCRIPTS: &[(&str, &str)] = &[
+    ("signal.js", include_str!("../static/signal.js")),
     ("call.js", include_str!("../static/call.js")),
     ("files.js", include_str!("../static/files.js")),
     ("room.js", include_str!("../static/room.js")),

@@ -26,6 +26,7 @@ pub mod ice_servers;
 pub mod metrics;
 pub mod protocol;
 pub mod ratelimit;
+pub mod resume;
 pub mod sink;
 pub mod store;
 pub mod tls;
@@ -51,6 +52,10 @@ pub struct AppState {
     /// Mark the session cookie `Secure` (when served over HTTPS).
     pub secure_cookies: bool,
     pub metrics: metrics::Metrics,
+    /// Signalling sessions by resume token.
+    pub sessions: resume::Sessions,
+    /// How long a session whose connection dropped waits for a resume.
+    pub resume_grace: std::time::Duration,
 }
 
 /// The call flow's settings.
@@ -61,6 +66,9 @@ pub struct FlowConfig {
     pub calls_per_minute: u32,
     pub logins_per_minute: u32,
     pub secure_cookies: bool,
+    /// How long a session whose WebSocket dropped waits for the client to
+    /// resume it before the participant leaves.
+    pub resume_grace: std::time::Duration,
 }
 
 /// A running server's parts, for `main` and for tests.
@@ -84,7 +92,19 @@ impl Server {
         let limits = ratelimit::Limits::new(flow.calls_per_minute, flow.logins_per_minute);
         let secure_cookies = flow.secure_cookies;
         let metrics = metrics::Metrics::new(sfu.clone());
-        let state = AppState { sfu, clients, keys, ice_servers, shutdown, calls, limits, secure_cookies, metrics };
+        let state = AppState {
+            sfu,
+            clients,
+            keys,
+            ice_servers,
+            shutdown,
+            calls,
+            limits,
+            secure_cookies,
+            metrics,
+            sessions: resume::Sessions::default(),
+            resume_grace: flow.resume_grace,
+        };
         Ok(Server { state: Arc::new(state), shutdown_tx })
     }
 

@@ -99,6 +99,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             queue_timeout: args.queue_timeout,
             calls_per_minute: args.calls_per_minute,
             logins_per_minute: args.logins_per_minute,
+            resume_grace: args.resume_grace,
             // Over HTTPS the session cookie is Secure whatever the flag says.
             secure_cookies: args.secure_cookies || tls.is_some(),
         };

@@ -15,6 +15,13 @@ pub enum ClientMsg {
         #[serde(default)]
         room: Option<String>,
     },
+    /// Instead of `join` on a new connection: carry on the session that
+    /// `token` (from `joined`) names, having received `received` of its
+    /// messages.
+    Resume {
+        token: String,
+        received: u64,
+    },
     Offer {
         sdp: String,
         #[serde(default)]
@@ -65,6 +72,12 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+#[derive(Debug, Serialize)]
+pub struct Resume<'a> {
+    pub token: &'a str,
+    pub grace_ms: u64,
+}
+
 /// Messages only signalling sends; the rest are `sfu::ClientEvent`s, which
 /// serialize into the same `{"type": ...}` shape.
 #[derive(Debug, Serialize)]
@@ -78,6 +91,14 @@ pub enum ServerMsg<'a> {
         can_subscribe: bool,
         participants: &'a [ParticipantInfo],
         ice_servers: &'a [IceServer],
+        /// Presented in `resume` by a new connection within `grace_ms` of
+        /// this one dropping.
+        resume: Resume<'a>,
+    },
+    /// The session carries on on this connection; the client sends again
+    /// what it sent after the first `received` of its messages.
+    Resumed {
+        received: u64,
     },
     Error {
         code: ErrorCode,

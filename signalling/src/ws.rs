@@ -1,5 +1,6 @@
 //! One WebSocket signalling session: join with a token, then relay messages
-//! between the client and its shard until either side ends it.
+//! between the client and its shard until either side ends it. A dropped
+//! connection leaves the session waiting for a `resume` (see `resume`).
 
 use sfu::ErrorCode;
 use std::sync::Arc;
@@ -9,10 +10,11 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use sfu::{ClientEvent, JoinRequest, ParticipantId, Permissions, ShardId, Signal};
 use tokio::time::{interval, timeout, Instant, MissedTickBehavior};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::calls::CallEvent;
-use crate::protocol::{ClientMsg, ServerMsg, MAX_CLIENT_MESSAGE};
+use crate::protocol::{ClientMsg, Resume, ServerMsg, MAX_CLIENT_MESSAGE};
+use crate::resume::{Outbox, Rx, Takeover, Tx};
 use crate::AppState;
 
 /// A client must join this soon after connecting.
@@ -28,100 +30,265 @@ const CLOSE_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 
-type Tx = futures_util::stream::SplitSink<WebSocket, Message>;
-type Rx = futures_util::stream::SplitStream<WebSocket>;
+/// One joined participant's signalling, across the connections it resumes on.
+struct Session {
+    pid: ParticipantId,
+    shard: ShardId,
+    room: String,
+    events: tokio::sync::mpsc::Receiver<ClientEvent>,
+    token: String,
+    takeovers: tokio::sync::mpsc::Receiver<Takeover>,
+    /// What we sent, numbered, for replay after a resume.
+    outbox: Outbox,
+    /// Text messages received from the client since `joined`.
+    received: u64,
+}
+
+/// Why a connection stopped serving its session.
+enum End {
+    /// The session is over (left, closed by us, refused).
+    Done,
+    /// The connection broke; the client may come back.
+    Dropped,
+    /// A new connection presented the resume token.
+    TakenOver(Takeover),
+}
 
 pub async fn session(socket: WebSocket, state: Arc<AppState>) {
     let _open = crate::metrics::ConnectionGuard::new("room");
     let (mut tx, mut rx) = socket.split();
-    let Some((pid, shard, room, mut events)) = join(&mut tx, &mut rx, &state).await else { return };
-    let mut shutdown = state.shutdown.clone();
-    let mut calls = state.calls.subscribe();
-    let mut ping = interval(PING_EVERY);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_seen = Instant::now();
-
+    let Some(first) = first_message(&mut tx, &mut rx).await else { return };
+    let (token, room) = match first {
+        ClientMsg::Join { token, room } => (token, room),
+        ClientMsg::Resume { token, received } => {
+            // This connection now belongs to the session it names (its task
+            // serves it); or there is none, and the client must join again.
+            if let Err(mut t) = state.sessions.take_over(&token, Takeover { tx, rx, received }) {
+                info!("resume refused: no such session");
+                close(&mut t.tx, ErrorCode::ResumeFailed, "that session is over; join again", CLOSE_POLICY).await;
+            }
+            return;
+        }
+        _ => {
+            close(&mut tx, ErrorCode::JoinRequired, "the first message must be a join", CLOSE_POLICY).await;
+            return;
+        }
+    };
+    let Some(mut s) = join(&mut tx, &state, token, room).await else { return };
+    let mut conn = (tx, rx);
     loop {
-        tokio::select! {
-            msg = rx.next() => {
-                last_seen = Instant::now();
-                match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if text.len() > MAX_CLIENT_MESSAGE {
-                            let m = format!("message of {} bytes exceeds {MAX_CLIENT_MESSAGE}", text.len());
-                            close(&mut tx, ErrorCode::MessageTooLarge, &m, CLOSE_TOO_BIG).await;
-                            break;
-                        }
-                        match serde_json::from_str::<ClientMsg>(&text) {
-                            Ok(ClientMsg::Leave {}) => {
-                                close(&mut tx, ErrorCode::Left, "you left the room", CLOSE_NORMAL).await;
-                                break;
-                            }
-                            Ok(msg) => handle(&state, pid, shard, msg, &mut tx).await,
-                            Err(e) => send_error(&mut tx, ErrorCode::BadMessage, &format!("unreadable message: {e}")).await,
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => send_error(&mut tx, ErrorCode::BadMessage, "binary messages are not part of the protocol").await,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Err(e)) => {
-                        debug!(participant = %pid, "websocket error: {e}");
-                        // Oversized frames surface here; say so before closing.
-                        if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
-                            close(&mut tx, ErrorCode::MessageTooLarge, "message too large", CLOSE_TOO_BIG).await;
-                        }
-                        break;
-                    }
+        match s.serve(&state, &mut conn).await {
+            End::Done => break,
+            End::TakenOver(t) => {
+                info!(participant = %s.pid, "signalling resumed on a new connection (the old one was still open)");
+                let _ = conn.0.close().await;
+                match s.resume(t).await {
+                    Some(c) => conn = c,
+                    None => break,
                 }
             }
-            ev = events.recv() => match ev {
-                Some(ClientEvent::Closed { code, message }) => {
-                    close(&mut tx, code, &message, CLOSE_NORMAL).await;
-                    break;
+            End::Dropped => {
+                info!(participant = %s.pid, grace = ?state.resume_grace, "signalling connection lost; waiting for the client to resume");
+                let Some(t) = s.park(&state).await else { break };
+                info!(participant = %s.pid, "signalling resumed");
+                match s.resume(t).await {
+                    Some(c) => conn = c,
+                    None => break,
                 }
-                Some(ev) => {
-                    if let ClientEvent::Error { code, .. } = &ev {
-                        crate::metrics::count_error(*code);
-                    }
-                    if send_json(&mut tx, &ev).await.is_err() { break; }
-                }
-                None => {
-                    close(&mut tx, ErrorCode::SlowConsumer, "too many undelivered events", CLOSE_POLICY).await;
-                    break;
-                }
-            },
-            _ = ping.tick() => {
-                if last_seen.elapsed() > PEER_TIMEOUT {
-                    info!(participant = %pid, "signalling peer timed out");
-                    break;
-                }
-                if tx.send(Message::Ping(Default::default())).await.is_err() { break; }
-            }
-            ev = calls.recv() => {
-                if let Ok(CallEvent::RoomClosed { room: closed }) = ev {
-                    if closed == room {
-                        close(&mut tx, ErrorCode::CallEnded, "the call has ended", CLOSE_NORMAL).await;
-                        break;
-                    }
-                }
-            }
-            _ = shutdown.changed() => {
-                close(&mut tx, ErrorCode::ServerShutdown, "the server is shutting down", CLOSE_AWAY).await;
-                break;
             }
         }
     }
-    state.clients.unregister(pid);
-    state.sfu.leave(pid);
-    info!(participant = %pid, "signalling session ended");
+    state.sessions.unregister(&s.token);
+    state.clients.unregister(s.pid);
+    state.sfu.leave(s.pid);
+    info!(participant = %s.pid, "signalling session ended");
 }
 
-/// Waits for the join message and admits the participant, or refuses and closes.
-async fn join(
-    tx: &mut Tx,
-    rx: &mut Rx,
-    state: &AppState,
-) -> Option<(ParticipantId, ShardId, String, tokio::sync::mpsc::Receiver<ClientEvent>)> {
+impl Session {
+    /// Relays between the client and the shard until the connection ends.
+    async fn serve(&mut self, state: &AppState, (tx, rx): &mut (Tx, Rx)) -> End {
+        let pid = self.pid;
+        let mut shutdown = state.shutdown.clone();
+        let mut calls = state.calls.subscribe();
+        let mut ping = interval(PING_EVERY);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_seen = Instant::now();
+        loop {
+            tokio::select! {
+                msg = rx.next() => {
+                    last_seen = Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(text))) => {
+                            if text.len() > MAX_CLIENT_MESSAGE {
+                                let m = format!("message of {} bytes exceeds {MAX_CLIENT_MESSAGE}", text.len());
+                                close(tx, ErrorCode::MessageTooLarge, &m, CLOSE_TOO_BIG).await;
+                                return End::Done;
+                            }
+                            self.received += 1;
+                            match serde_json::from_str::<ClientMsg>(&text) {
+                                Ok(ClientMsg::Leave {}) => {
+                                    close(tx, ErrorCode::Left, "you left the room", CLOSE_NORMAL).await;
+                                    return End::Done;
+                                }
+                                Ok(msg) => {
+                                    if let Err(e) = self.handle(state, msg) {
+                                        if self.send_error(tx, e.0, e.1).await.is_err() { return End::Dropped; }
+                                    }
+                                }
+                                Err(e) => {
+                                    let m = format!("unreadable message: {e}");
+                                    if self.send_error(tx, ErrorCode::BadMessage, &m).await.is_err() { return End::Dropped; }
+                                }
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let m = "binary messages are not part of the protocol";
+                            if self.send_error(tx, ErrorCode::BadMessage, m).await.is_err() { return End::Dropped; }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        // A close the client chose (a tab closed) ends the session.
+                        Some(Ok(Message::Close(_))) => return End::Done,
+                        None => return End::Dropped,
+                        Some(Err(e)) => {
+                            debug!(participant = %pid, "websocket error: {e}");
+                            // Oversized frames surface here; say so before closing.
+                            if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
+                                close(tx, ErrorCode::MessageTooLarge, "message too large", CLOSE_TOO_BIG).await;
+                                return End::Done;
+                            }
+                            return End::Dropped;
+                        }
+                    }
+                }
+                ev = self.events.recv() => match ev {
+                    Some(ClientEvent::Closed { code, message }) => {
+                        close(tx, code, &message, CLOSE_NORMAL).await;
+                        return End::Done;
+                    }
+                    Some(ev) => {
+                        if let ClientEvent::Error { code, .. } = &ev {
+                            crate::metrics::count_error(*code);
+                        }
+                        if self.send(tx, &ev).await.is_err() { return End::Dropped; }
+                    }
+                    None => {
+                        close(tx, ErrorCode::SlowConsumer, "too many undelivered events", CLOSE_POLICY).await;
+                        return End::Done;
+                    }
+                },
+                _ = ping.tick() => {
+                    if last_seen.elapsed() > PEER_TIMEOUT {
+                        info!(participant = %pid, "signalling peer timed out");
+                        return End::Dropped;
+                    }
+                    if tx.send(Message::Ping(Default::default())).await.is_err() { return End::Dropped; }
+                }
+                Some(t) = self.takeovers.recv() => return End::TakenOver(t),
+                ev = calls.recv() => {
+                    if let Ok(CallEvent::RoomClosed { room: closed }) = ev {
+                        if closed == self.room {
+                            close(tx, ErrorCode::CallEnded, "the call has ended", CLOSE_NORMAL).await;
+                            return End::Done;
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    close(tx, ErrorCode::ServerShutdown, "the server is shutting down", CLOSE_AWAY).await;
+                    return End::Done;
+                }
+            }
+        }
+    }
+
+    /// Waits, without a connection, for the client to come back within the
+    /// grace period. Events for it go into the outbox meanwhile, to be
+    /// replayed; one that ends the session (the participant was removed,
+    /// e.g. its media connection died) ends the wait.
+    async fn park(&mut self, state: &AppState) -> Option<Takeover> {
+        let mut shutdown = state.shutdown.clone();
+        let mut calls = state.calls.subscribe();
+        let deadline = tokio::time::sleep(state.resume_grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                Some(t) = self.takeovers.recv() => return Some(t),
+                _ = &mut deadline => {
+                    info!(participant = %self.pid, "no resume within the grace period");
+                    return None;
+                }
+                ev = self.events.recv() => match ev {
+                    Some(ClientEvent::Closed { code, .. }) => {
+                        info!(participant = %self.pid, %code, "session ended while waiting for a resume");
+                        return None;
+                    }
+                    Some(ev) => {
+                        self.outbox.record(&to_text(&ev));
+                    }
+                    None => return None,
+                },
+                ev = calls.recv() => {
+                    if matches!(ev, Ok(CallEvent::RoomClosed { room }) if room == self.room) { return None; }
+                }
+                _ = shutdown.changed() => return None,
+            }
+        }
+    }
+
+    /// Takes up a new connection: says how much of the client's we have,
+    /// sends what it missed of ours. `None` if it cannot catch up.
+    async fn resume(&mut self, t: Takeover) -> Option<(Tx, Rx)> {
+        let Takeover { mut tx, rx, received } = t;
+        let Some(missed) = self.outbox.after(received) else {
+            let m = "too much happened while you were away; join again";
+            close(&mut tx, ErrorCode::ResumeFailed, m, CLOSE_POLICY).await;
+            return None;
+        };
+        let missed: Vec<String> = missed.cloned().collect();
+        debug!(participant = %self.pid, replayed = missed.len(), "resuming");
+        // If this connection fails too, the client may try again: stay parked.
+        let _ = send_json(&mut tx, &ServerMsg::Resumed { received: self.received }).await;
+        for text in missed {
+            let _ = tx.send(Message::Text(text.into())).await;
+        }
+        Some((tx, rx))
+    }
+
+    fn handle(&self, state: &AppState, msg: ClientMsg) -> Result<(), (ErrorCode, &'static str)> {
+        let signal = match msg {
+            ClientMsg::Offer { sdp, tracks } => {
+                Signal::Offer { sdp, sources: tracks.into_iter().map(|t| (t.mid, t.source)).collect() }
+            }
+            ClientMsg::Answer { sdp } => Signal::Answer { sdp },
+            ClientMsg::Candidate { candidate, .. } if candidate.is_empty() => return Ok(()), // end of candidates
+            ClientMsg::Candidate { candidate, .. } => Signal::Candidate { candidate },
+            ClientMsg::Mute { mid, muted } => Signal::Mute { mid, muted },
+            ClientMsg::Subscription { mid, max_height, enabled } => Signal::Subscription { mid, max_height, enabled },
+            ClientMsg::Join { .. } | ClientMsg::Resume { .. } => {
+                return Err((ErrorCode::AlreadyJoined, "this connection has joined already"));
+            }
+            ClientMsg::Leave {} => return Ok(()),
+        };
+        state.sfu.signal(self.pid, self.shard, signal);
+        Ok(())
+    }
+
+    /// Sends a numbered message (kept for replay: if this send fails, the
+    /// client gets it after resuming).
+    async fn send<T: serde::Serialize>(&mut self, tx: &mut Tx, msg: &T) -> Result<(), axum::Error> {
+        let text = to_text(msg);
+        self.outbox.record(&text);
+        tx.send(Message::Text(text.into())).await
+    }
+
+    async fn send_error(&mut self, tx: &mut Tx, code: ErrorCode, message: &str) -> Result<(), axum::Error> {
+        crate::metrics::count_error(code);
+        self.send(tx, &ServerMsg::Error { code, message }).await
+    }
+}
+
+/// The first message of a connection: `join` or `resume`, within the
+/// join timeout; anything else closes it.
+async fn first_message(tx: &mut Tx, rx: &mut Rx) -> Option<ClientMsg> {
     let first = match timeout(JOIN_TIMEOUT, rx.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(_))) => {
@@ -134,17 +301,17 @@ async fn join(
             return None;
         }
     };
-    let (token, room) = match serde_json::from_str::<ClientMsg>(&first) {
-        Ok(ClientMsg::Join { token, room }) => (token, room),
-        Ok(_) => {
-            close(tx, ErrorCode::JoinRequired, "the first message must be a join", CLOSE_POLICY).await;
-            return None;
-        }
+    match serde_json::from_str::<ClientMsg>(&first) {
+        Ok(m) => Some(m),
         Err(e) => {
             close(tx, ErrorCode::BadMessage, &format!("unreadable join: {e}"), CLOSE_POLICY).await;
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Admits the participant a `join` names, or refuses and closes.
+async fn join(tx: &mut Tx, state: &AppState, token: String, room: Option<String>) -> Option<Session> {
     let claims = match state.keys.verify(&token) {
         Ok(c) => c,
         Err(e) => {
@@ -174,6 +341,7 @@ async fn join(
     let request =
         JoinRequest { room: claims.video.room.as_str().into(), identity: claims.sub.as_str().into(), permissions };
     let joined = state.sfu.join(pid, request);
+    let (resume_token, takeovers) = state.sessions.register();
     info!(participant = %pid, room = %claims.video.room, identity = %claims.sub, shard = joined.shard, "joined");
     let msg = ServerMsg::Joined {
         participant: pid,
@@ -183,45 +351,33 @@ async fn join(
         can_subscribe: permissions.can_subscribe,
         participants: &joined.others,
         ice_servers: &state.ice_servers.for_participant(&claims.sub, std::time::SystemTime::now()),
+        resume: Resume { token: &resume_token, grace_ms: state.resume_grace.as_millis() as u64 },
     };
     if send_json(tx, &msg).await.is_err() {
+        state.sessions.unregister(&resume_token);
         state.clients.unregister(pid);
         state.sfu.leave(pid);
         return None;
     }
-    Some((pid, joined.shard, claims.video.room, events))
+    Some(Session {
+        pid,
+        shard: joined.shard,
+        room: claims.video.room,
+        events,
+        token: resume_token,
+        takeovers,
+        outbox: Outbox::default(),
+        received: 0,
+    })
 }
 
-async fn handle(state: &AppState, pid: ParticipantId, shard: ShardId, msg: ClientMsg, tx: &mut Tx) {
-    let signal = match msg {
-        ClientMsg::Offer { sdp, tracks } => {
-            Signal::Offer { sdp, sources: tracks.into_iter().map(|t| (t.mid, t.source)).collect() }
-        }
-        ClientMsg::Answer { sdp } => Signal::Answer { sdp },
-        ClientMsg::Candidate { candidate, .. } if candidate.is_empty() => return, // end of candidates
-        ClientMsg::Candidate { candidate, .. } => Signal::Candidate { candidate },
-        ClientMsg::Mute { mid, muted } => Signal::Mute { mid, muted },
-        ClientMsg::Subscription { mid, max_height, enabled } => Signal::Subscription { mid, max_height, enabled },
-        ClientMsg::Join { .. } => {
-            send_error(tx, ErrorCode::AlreadyJoined, "this connection has joined already").await;
-            return;
-        }
-        ClientMsg::Leave {} => return,
-    };
-    state.sfu.signal(pid, shard, signal);
+fn to_text<T: serde::Serialize>(msg: &T) -> String {
+    // Invariant: our message types always serialize.
+    serde_json::to_string(msg).expect("serializable message")
 }
 
 async fn send_json<T: serde::Serialize>(tx: &mut Tx, msg: &T) -> Result<(), axum::Error> {
-    // Invariant: our message types always serialize.
-    let text = serde_json::to_string(msg).expect("serializable message");
-    tx.send(Message::Text(text.into())).await
-}
-
-async fn send_error(tx: &mut Tx, code: ErrorCode, message: &str) {
-    crate::metrics::count_error(code);
-    if send_json(tx, &ServerMsg::Error { code, message }).await.is_err() {
-        warn!("could not send error {code}");
-    }
+    tx.send(Message::Text(to_text(msg).into())).await
 }
 
 /// Tells the client why, then closes with a matching close frame.

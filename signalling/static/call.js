@@ -63,7 +63,7 @@
     opts.mount.innerHTML = CALL_HTML;
     opts.mount.hidden = false;
     const state = {
-      ws: null, pc: null, dc: null, local: null, me: null, screen: null,
+      signal: null, pc: null, dc: null, local: null, me: null, screen: null,
       makingOffer: false,
       midInfo: new Map(),      // mid -> {identity, source, kind} for media we receive
       received: new Map(),     // mid -> MediaStreamTrack
@@ -78,7 +78,7 @@
     };
     window.switchboard = state;
     const setStatus = (text) => { $('status').textContent = text; };
-    const send = (msg) => { if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(msg)); };
+    const send = (msg) => { if (state.signal) state.signal.send(msg); };
 
     function tileFor(key, label) {
       let t = state.tiles.get(key);
@@ -330,8 +330,12 @@
     function finish(msg) {
       if (state.closed) return;
       state.closed = msg;
-      const reasons = { call_ended: 'The call has ended', left: 'You left', server_shutdown: 'The server is restarting' };
+      const reasons = {
+        call_ended: 'The call has ended', left: 'You left', server_shutdown: 'The server is restarting',
+        connection_lost: 'Connection lost: could not reach the server again',
+      };
       setStatus(reasons[msg.code] || `Disconnected${msg.message ? `: ${msg.message}` : ''}`);
+      if (state.signal) state.signal.end();
       teardown();
       if (opts.onClosed) opts.onClosed(msg);
     }
@@ -403,11 +407,16 @@
         $('media-notice').textContent = `${mediaUnavailable()}. You can still watch and listen.`;
         $('media-notice').hidden = false;
       }
-      const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
-      state.ws = ws;
-      ws.onopen = () => send({ type: 'join', token: opts.token, room: opts.room });
-      ws.onmessage = (e) => onMessage(JSON.parse(e.data)).catch((err) => console.error(err));
-      ws.onclose = () => finish({ code: 'disconnected' });
+      state.signal = new window.SwitchboardSignal({
+        url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
+        join: { type: 'join', token: opts.token, room: opts.room },
+        onMessage: (msg) => onMessage(msg).catch((err) => console.error(err)),
+        onState: (s) => {
+          state.events.push(s);
+          setStatus(s === 'reconnecting' ? 'Reconnecting…' : (state.pc && state.pc.connectionState === 'connected' ? 'Connected' : 'Connecting…'));
+        },
+        onLost: (msg) => finish(msg),
+      });
 
       $('mute').onclick = (e) => toggle('audio', e.currentTarget);
       $('camera').onclick = (e) => toggle('video', e.currentTarget);

@@ -34,6 +34,7 @@ async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
         store,
         queue_timeout: Duration::from_secs(600),
         calls_per_minute: 10,
+        resume_grace: Duration::from_secs(2),
         logins_per_minute: 10,
         secure_cookies: false,
     };
@@ -201,4 +202,62 @@ async fn shutdown_tells_connected_clients() {
     stop.send(()).unwrap();
     let ev = next_json(&mut ws).await.unwrap();
     assert_eq!(ev["code"], "server_shutdown", "{ev}");
+}
+
+/// Drops a connection the way a network does: no close frame.
+fn vanish(ws: Ws) {
+    drop(ws);
+}
+
+async fn resume_with(url: &str, resume_token: &str, received: u64) -> (Ws, Value) {
+    let mut ws = connect(url).await;
+    send(&mut ws, json!({"type": "resume", "token": resume_token, "received": received})).await;
+    let reply = next_json(&mut ws).await.expect("a reply");
+    (ws, reply)
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_the_same_participant_with_nothing_lost() {
+    let (url, _stop) = start().await;
+    let (mut alice, joined) = join_with(&url, &token("r", "alice"), None).await;
+    let resume_token = joined["resume"]["token"].as_str().unwrap().to_string();
+    assert_eq!(joined["resume"]["grace_ms"], 2000);
+    let (mut bob, _) = join_with(&url, &token("r", "bob"), None).await;
+    assert_eq!(next_json(&mut alice).await.unwrap()["type"], "participant_joined"); // alice's message 1
+    vanish(alice);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While alice is away carol comes: alice must hear of it after resuming.
+    let (_carol, _) = join_with(&url, &token("r", "carol"), None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (mut alice, reply) = resume_with(&url, &resume_token, 1).await;
+    assert_eq!(reply, json!({"type": "resumed", "received": 0}), "nothing of alice's was received before");
+    let replayed = next_json(&mut alice).await.unwrap();
+    assert_eq!(replayed["type"], "participant_joined");
+    assert_eq!(replayed["participant"]["identity"], "carol", "what happened meanwhile is replayed");
+    // The same participant: bob saw carol join, never alice leave.
+    assert_eq!(next_json(&mut bob).await.unwrap()["participant"]["identity"], "carol");
+    // The session goes on: requests reach the shard and signalling, and
+    // their errors come back on the new connection.
+    send(&mut alice, json!({"type": "mute", "mid": "nope", "muted": true})).await;
+    assert_eq!(next_json(&mut alice).await.unwrap()["code"], "not_allowed", "from the shard");
+    send(&mut alice, json!({"type": "join", "token": "x"})).await;
+    assert_eq!(next_json(&mut alice).await.unwrap()["code"], "already_joined");
+
+    // A second drop and a resume that says it saw everything: no replay.
+    vanish(alice);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut alice, reply) = resume_with(&url, &resume_token, 4).await;
+    assert_eq!(reply, json!({"type": "resumed", "received": 2}));
+    send(&mut alice, json!({"type": "join", "token": "x"})).await;
+    assert_eq!(next_json(&mut alice).await.unwrap()["code"], "already_joined", "no replayed message came first");
+
+    // Past the grace period the participant is gone, and its token with it.
+    vanish(alice);
+    let left = next_json(&mut bob).await.unwrap();
+    assert_eq!((left["type"].as_str(), left["identity"].as_str()), (Some("participant_left"), Some("alice")), "{left}");
+    let (_, reply) = resume_with(&url, &resume_token, 5).await;
+    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("closed"), Some("resume_failed")), "{reply}");
+    let (_, reply) = resume_with(&url, "made-up", 0).await;
+    assert_eq!(reply["code"], "resume_failed");
 }

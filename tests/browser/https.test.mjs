@@ -43,7 +43,7 @@ test('the room page over HTTPS with a self-signed certificate joins and decodes;
       return s[other] && s[other].framesDecoded > 20 && s[other].frameWidth > 0 && s[other].audioBytes > 0;
     }, 30000, `${name} decoding ${other} over HTTPS`);
   }
-  const ws = await pages.alice.evaluate(() => window.switchboard.ws.url);
+  const ws = await pages.alice.evaluate(() => window.switchboard.signal.ws.url);
   assert.match(ws, /^wss:\/\//, 'signalling runs over WSS');
   const favicon = await fetch(`${server.url}/favicon.ico`);
   assert.equal(favicon.headers.get('content-type'), 'image/svg+xml');

@@ -13,6 +13,8 @@
 #                      at random (nft numgen in its namespace); 0 stops it.
 #   links.sh block-udp I on|off  drops all of client I's UDP (a network
 #                      that lets only TCP out), in its namespace.
+#   links.sh block-tcp I PORT on|off  refuses (TCP reset) client I's
+#                      connections to the server's PORT, in its namespace.
 #   links.sh down      removes everything (also what a crashed run left).
 #
 # Everything is inside namespaces this script made, plus one veth in the root
@@ -93,6 +95,17 @@ table inet sbt-noudp {
 NFT
     fi
     ;;
+  block-tcp)
+    i=$2 port=$3
+    ip netns exec "sbt-c$i" nft delete table inet sbt-notcp 2>/dev/null || true
+    if [ "$4" = on ]; then
+      ip netns exec "sbt-c$i" nft -f - <<NFT
+table inet sbt-notcp {
+  chain out { type filter hook output priority 0; ip daddr 10.77.1.1 tcp dport $port reject with tcp reset; }
+}
+NFT
+    fi
+    ;;
   down) down ;;
-  *) echo "usage: $0 up N | cap I KBIT | loss I PCT | block-udp I on|off | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up N | cap I KBIT | loss I PCT | block-udp I on|off | block-tcp I PORT on|off | down" >&2; exit 2 ;;
 esac

@@ -1,0 +1,71 @@
+// Staying connected when signalling drops: the page's WebSocket is killed
+// (`ss -K` on its connection) while new connections to the server are
+// refused for a few seconds; meanwhile a third participant joins. The page
+// reconnects with backoff and resumes its session: nobody saw it leave, its
+// media never stopped, and it learns of the newcomer (the message it missed
+// is replayed) and decodes her.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { startServer, launchBrowser, waitFor, links, sleep } from './harness.mjs';
+
+const ROOM = 'reconnect-room';
+const browsers = [];
+let server;
+
+after(async () => {
+  for (const b of browsers) await b.close().catch(() => {});
+  if (server) await server.stop();
+  links('down');
+});
+
+async function open(name, ns) {
+  const b = await launchBrowser([], { netns: ns, pageUrl: server.pageUrl });
+  browsers.push(b);
+  const page = await (await b.newContext()).newPage();
+  await page.goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, name)}`);
+  return page;
+}
+
+const inbound = (page) => page.evaluate(() => window.switchboard.inbound());
+const decoding = async (page, other, frames = 20) => {
+  const s = await inbound(page);
+  return s[other] && s[other].framesDecoded > frames;
+};
+
+test('a killed signalling connection resumes the same participant; nothing is missed and nobody sees it leave', { timeout: 180000 }, async () => {
+  links('up', 3);
+  server = await startServer({ shards: 1, netns: 'sbt-srv' });
+  const port = new URL(server.pageUrl).port;
+  const alice = await open('alice', 'sbt-c1');
+  const bob = await open('bob', 'sbt-c2');
+  await waitFor(() => decoding(alice, 'bob'), 30000, 'alice decoding bob');
+  await waitFor(() => decoding(bob, 'alice'), 30000, 'bob decoding alice');
+
+  // Alice's signalling goes: her connection is killed and new ones are refused.
+  links('block-tcp', 1, port, 'on');
+  const killedAt = Date.now();
+  execFileSync('ip', ['netns', 'exec', 'sbt-c1', 'ss', '-K', 'state', 'established', 'dst', '10.77.1.1', 'dport', '=', `:${port}`]);
+  await waitFor(async () => /Reconnecting/.test(await alice.locator('#status').textContent()), 5000, 'alice saying she is reconnecting');
+  const framesBefore = (await inbound(bob)).alice.framesDecoded;
+  const carol = await open('carol', 'sbt-c3');
+  await sleep(1000);
+  links('block-tcp', 1, port, 'off');
+  const unblockedAt = Date.now();
+
+  await waitFor(() => alice.evaluate(() => window.switchboard.signal.resumes >= 1), 10000, 'alice resuming');
+  const back = Date.now();
+  console.log(`alice back in the room ${back - killedAt} ms after her WebSocket was killed, ${back - unblockedAt} ms after the server could be reached again`);
+  await waitFor(() => decoding(alice, 'carol'), 30000, 'alice decoding carol, whom she learnt of after resuming');
+  await waitFor(() => decoding(carol, 'alice'), 30000, 'carol decoding alice');
+  const framesAfter = (await inbound(bob)).alice.framesDecoded;
+  console.log(`bob decoded ${framesAfter - framesBefore} frames of alice meanwhile`);
+  assert.ok(framesAfter - framesBefore > 50, 'media went on while signalling was down');
+  for (const [name, page] of [['bob', bob], ['carol', carol]]) {
+    const events = await page.evaluate(() => window.switchboard.events);
+    assert.ok(!events.includes('participant_left'), `${name} never saw anybody leave: ${events}`);
+  }
+  const status = await alice.locator('#status').textContent();
+  assert.doesNotMatch(status, /Reconnecting|Disconnected|lost/i, `alice's page is back: ${status}`);
+  assert.match(server.log(), /signalling resumed/);
+});
