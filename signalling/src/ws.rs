@@ -29,6 +29,8 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
+/// From the client: not a leave, it resumes on a new connection (private use range).
+const CLOSE_MOVING: u16 = 4000;
 
 /// One joined participant's signalling, across the connections it resumes on.
 struct Session {
@@ -81,7 +83,8 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>) {
             End::Done => break,
             End::TakenOver(t) => {
                 info!(participant = %s.pid, "signalling resumed on a new connection (the old one was still open)");
-                let _ = conn.0.close().await;
+                // The old connection may be dead without knowing it: do not wait on it.
+                let _ = timeout(Duration::from_secs(1), conn.0.close()).await;
                 match s.resume(t).await {
                     Some(c) => conn = c,
                     None => break,
@@ -146,6 +149,8 @@ impl Session {
                             if self.send_error(tx, ErrorCode::BadMessage, m).await.is_err() { return End::Dropped; }
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        // The client moves to a new connection (its network changed).
+                        Some(Ok(Message::Close(Some(f)))) if f.code == CLOSE_MOVING => return End::Dropped,
                         // A close the client chose (a tab closed) ends the session.
                         Some(Ok(Message::Close(_))) => return End::Done,
                         None => return End::Dropped,

@@ -50,6 +50,10 @@
     { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1500000 },
   ];
   const CAMERA = { width: 1280, height: 720 };
+  // Nothing received for this long on a connected media path: it broke.
+  const STALL_MS = 2000;
+  // At most one ICE restart this often (a new path needs a moment to carry media).
+  const RESTART_EVERY_MS = 5000;
 
   // Starts a call view in `opts.mount`:
   //   token, room        the access token and its room
@@ -75,6 +79,9 @@
       files: null,
       screenTracks: new Map(), // track id -> identity, for screen shares
       speakers: [],            // who speaks, loudest first: {participant, identity, level}
+      iceRestarts: 0,
+      lastRestart: 0,
+      stallTimer: null,
     };
     window.switchboard = state;
     const setStatus = (text) => { $('status').textContent = text; };
@@ -237,6 +244,43 @@
         if (pc.connectionState === 'connected') setStatus('Connected');
         else if (pc.connectionState === 'failed') setStatus('Media connection failed');
       };
+      // A new network (Wi-Fi to 4G, a new address) breaks the media path:
+      // restart ICE, on the same participant, so media resumes on the new
+      // one (the server drops a participant it has not heard from for 15 s).
+      // The old path keeps carrying media while the new one is checked, so a
+      // restart on a mere blip costs nothing.
+      pc.oniceconnectionstatechange = () => {
+        if (pc.iceConnectionState === 'disconnected' || pc.iceConnectionState === 'failed') restartIce();
+      };
+      // Chromium calls a path 'disconnected' only after some 5 s without an
+      // answer to its checks; the server sends something (media, RTCP, STUN
+      // answers) every few hundred milliseconds, so a silence of
+      // STALL_MS on a connected path means it broke: restart sooner.
+      let lastBytes = -1, lastChange = Date.now();
+      state.stallTimer = setInterval(async () => {
+        if (state.closed) return clearInterval(state.stallTimer);
+        // Only while media comes to us: alone in a room, little else does.
+        if (!['connected', 'completed'].includes(pc.iceConnectionState) || state.received.size === 0) {
+          lastChange = Date.now();
+          return;
+        }
+        let bytes = 0;
+        (await pc.getStats()).forEach((s) => { if (s.type === 'transport') bytes += s.bytesReceived || 0; });
+        if (bytes !== lastBytes) { lastBytes = bytes; lastChange = Date.now(); return; }
+        if (Date.now() - lastChange > STALL_MS && Date.now() - state.lastRestart > RESTART_EVERY_MS) restartIce();
+      }, 500);
+    }
+
+    function restartIce() {
+      if (state.closed || !state.pc) return;
+      state.lastRestart = Date.now();
+      state.iceRestarts += 1;
+      setStatus('Reconnecting…');
+      // The signalling connection left from the old network too and may be
+      // dead without knowing it: resume on a new one, which the new offer
+      // (negotiationneeded) then takes.
+      state.signal.reconnect();
+      state.pc.restartIce();
     }
 
     async function onMessage(msg) {
@@ -332,7 +376,8 @@
       state.closed = msg;
       const reasons = {
         call_ended: 'The call has ended', left: 'You left', server_shutdown: 'The server is restarting',
-        connection_lost: 'Connection lost: could not reach the server again',
+        connection_lost: 'Connection lost: media could not get through',
+        unreachable: 'Connection lost: could not reach the server again',
       };
       setStatus(reasons[msg.code] || `Disconnected${msg.message ? `: ${msg.message}` : ''}`);
       if (state.signal) state.signal.end();

@@ -42,6 +42,19 @@
       if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
     }
 
+    // Moves the session to a new connection now (the network changed, so
+    // the current one may be dead without knowing it yet).
+    reconnect() {
+      if (this.ended || !this.resume || !this.resume.grace_ms) return;
+      const old = this.ws;
+      this.ws = null;
+      // 4000: not a leave; the server waits for the resume (docs/protocol.md).
+      if (old) { old.onclose = null; old.onmessage = null; old.close(4000, 'moving'); }
+      this.lostAt = this.lostAt || Date.now();
+      this.attempt = 0;
+      this.connect(true);
+    }
+
     // Stops for good (the session is over).
     end() {
       this.ended = true;
@@ -82,7 +95,7 @@
       const waited = Date.now() - this.lostAt;
       if (waited >= this.resume.grace_ms) {
         this.ended = true;
-        return this.opts.onLost({ code: 'connection_lost', message: 'lost the connection to the server' });
+        return this.opts.onLost({ code: 'unreachable', message: 'could not reach the server again' });
       }
       const step = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)] * (0.75 + Math.random() / 2);
       const delay = Math.min(step, this.resume.grace_ms - waited);

@@ -42,11 +42,6 @@ impl Demux {
         self.by_ufrag.insert(ufrag, slot);
     }
 
-    /// Forgets a ufrag an ICE restart replaced.
-    pub fn remove_ufrag(&mut self, ufrag: &str) {
-        self.by_ufrag.remove(ufrag);
-    }
-
     pub fn insert_addr(&mut self, addr: Transport, slot: Slot) {
         self.by_addr.insert(addr, slot);
     }

@@ -38,6 +38,11 @@ pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A peer that has not completed ICE this long after joining is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connected participant whose client sent nothing we accepted for this
+/// long has lost its media path (consent freshness): it is removed. str0m
+/// (ICE-lite) notices the same after 15 s without a check, but not while a
+/// client that cannot get through keeps restarting ICE.
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Media the client sends to us.
 pub struct Published {
@@ -104,6 +109,8 @@ pub struct Participant {
     /// Earliest deadline queued for it in the shard's timers.
     pub scheduled: Option<Instant>,
     pub joined_at: Instant,
+    /// When a packet from its client was last accepted.
+    pub last_heard: Instant,
     pub connected: bool,
     pub published: FxHashMap<Mid, Published>,
     /// Sources the client declared per mid in its offers.
@@ -196,6 +203,7 @@ impl Participant {
             timeout: now,
             scheduled: None,
             joined_at: now,
+            last_heard: now,
             connected: false,
             published: FxHashMap::default(),
             sources: HashMap::new(),

@@ -15,6 +15,8 @@
 #                      that lets only TCP out), in its namespace.
 #   links.sh block-tcp I PORT on|off  refuses (TCP reset) client I's
 #                      connections to the server's PORT, in its namespace.
+#   links.sh readdress I N  moves client I to address 10.77.1.N (its old
+#                      one is gone at once, as when a phone changes networks).
 #   links.sh down      removes everything (also what a crashed run left).
 #
 # Everything is inside namespaces this script made, plus one veth in the root
@@ -106,6 +108,11 @@ table inet sbt-notcp {
 NFT
     fi
     ;;
+  readdress)
+    i=$2 n=$3
+    ip -n "sbt-c$i" addr flush dev eth0
+    ip -n "sbt-c$i" addr add "10.77.1.$n/24" dev eth0
+    ;;
   down) down ;;
-  *) echo "usage: $0 up N | cap I KBIT | loss I PCT | block-udp I on|off | block-tcp I PORT on|off | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up N | cap I KBIT | loss I PCT | block-udp I on|off | block-tcp I PORT on|off | readdress I N | down" >&2; exit 2 ;;
 esac

@@ -43,7 +43,7 @@ use super::command::{
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
 use super::layers::{Layer, LAYER_EVAL_INTERVAL, MAX_LAYERS};
-use super::participant::{self, DownTrack, Participant, CONNECT_TIMEOUT};
+use super::participant::{self, DownTrack, Participant, CONNECT_TIMEOUT, SILENCE_TIMEOUT};
 use super::speech::SPEECH_INTERVAL;
 use super::timer::Timers;
 pub use crate::stats::ShardStats;
@@ -223,6 +223,7 @@ impl ShardCore {
             stats.dropped_unknown_source += 1;
             return;
         }
+        p.last_heard = now;
         let transport = (proto, source);
         if !p.addrs.contains(&transport) && p.addrs.len() < MAX_ADDRS_PER_PEER {
             // Verified by `accepts` (STUN integrity with our ufrag/password):
@@ -265,6 +266,11 @@ impl ShardCore {
             }
             if !p.connected && now >= p.joined_at + CONNECT_TIMEOUT {
                 info!(participant = %p.id, room = %p.room, "no media connection after {CONNECT_TIMEOUT:?}; dropping");
+                self.fabric.work.push_back(Work::Gone(slot));
+                continue;
+            }
+            if p.connected && now >= p.last_heard + SILENCE_TIMEOUT {
+                info!(participant = %p.id, room = %p.room, "nothing from its client for {SILENCE_TIMEOUT:?}; dropping");
                 self.fabric.work.push_back(Work::Gone(slot));
                 continue;
             }
@@ -544,7 +550,10 @@ impl ShardCore {
         }
         info!(participant = %p.id, room = %p.room, "ICE restart");
         let old = std::mem::replace(&mut p.ufrag, ufrag.clone());
-        self.demux.remove_ufrag(&old);
+        // The old paths are forgotten too: the checks of the new ICE session
+        // admit the addresses it uses (and a client that moves often never
+        // runs into the bound on remembered addresses).
+        self.demux.remove(&old, &std::mem::take(&mut p.addrs));
         self.demux.insert_ufrag(ufrag.clone(), slot);
         let f = &mut self.fabric;
         f.ufrags.push_back(UfragChange::Removed(old));

@@ -285,8 +285,14 @@ impl Listener {
     fn expire(&mut self, now: Instant) {
         let late: Vec<Token> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(t, _)| *t).collect();
         for t in late {
-            if let Some(p) = self.pending.get(&t) {
-                info!(peer = %p.peer, ufrag = ?p.ufrag, "ICE-TCP connection closed: no STUN request for a participant in time");
+            match self.pending.get(&t) {
+                // Browsers open a connection to every passive candidate and
+                // use it only if UDP fails: silence is the normal case.
+                Some(p) if p.ufrag.is_none() => debug!(peer = %p.peer, "ICE-TCP connection closed: no STUN request"),
+                Some(p) => {
+                    info!(peer = %p.peer, ufrag = ?p.ufrag, "ICE-TCP connection closed: its ufrag names nobody here")
+                }
+                None => {}
             }
             self.close(t, Closed::TimedOut);
         }
