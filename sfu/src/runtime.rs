@@ -28,6 +28,44 @@ use crate::io::tcp::listener::{Listener, ListenerStats};
 use crate::io::worker::{self, ShardHandle, TcpSide, Worker};
 use crate::stats::{ShardStats, SharedStats};
 
+/// Each bind address with the address written into its candidates: the
+/// public IP of its family if given, else the bind address itself.
+fn bind_plan(config: &SfuConfig) -> std::io::Result<Vec<(IpAddr, IpAddr)>> {
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    if config.udp_bind.is_empty() || config.udp_bind.len() > 2 {
+        return Err(invalid("give one or two UDP bind addresses (at most one per family)".into()));
+    }
+    let mut plan = Vec::new();
+    for &bind in &config.udp_bind {
+        if plan.iter().any(|(b, _): &(IpAddr, IpAddr)| b.is_ipv6() == bind.is_ipv6()) {
+            return Err(invalid(format!("two UDP bind addresses of one family ({bind})")));
+        }
+        let public = config.public_ip.iter().copied().find(|p| p.is_ipv6() == bind.is_ipv6());
+        let public = match (public, bind.is_unspecified()) {
+            (Some(p), _) => p,
+            (None, false) => bind,
+            (None, true) => {
+                return Err(invalid(format!("binding {bind} needs a public IP of its family to write into candidates")))
+            }
+        };
+        plan.push((bind, public));
+    }
+    Ok(plan)
+}
+
+/// A UDP socket on `addr`; an IPv6 one takes IPv6 only (an IPv4 socket
+/// beside it serves IPv4), so each socket sees one family.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("binding UDP {addr}: {e}"));
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true).map_err(err)?;
+    }
+    s.bind(&addr.into()).map_err(err)?;
+    Ok(s.into())
+}
+
 /// Where signalling delivers events for one participant's connection.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, to: ParticipantId, event: ClientEvent);
@@ -37,13 +75,15 @@ pub trait EventSink: Send + Sync + 'static {
 pub struct SfuConfig {
     /// Worker threads, each with its own UDP socket.
     pub shards: usize,
-    /// Address the UDP sockets bind to.
-    pub udp_bind: IpAddr,
+    /// Addresses the UDP sockets bind to, at most one per family: each
+    /// shard has a socket on each (an IPv6 socket takes IPv6 only).
+    pub udp_bind: Vec<IpAddr>,
     /// First UDP port; shard `i` uses `udp_port + i`. 0 picks free ports.
     pub udp_port: u16,
-    /// Address written into ICE candidates when the bind address is not
-    /// what clients reach (1:1 NAT, or binding 0.0.0.0).
-    pub public_ip: Option<IpAddr>,
+    /// Addresses written into ICE candidates when a bind address is not
+    /// what clients reach (1:1 NAT, or binding 0.0.0.0 / ::): the one of
+    /// the socket's family.
+    pub public_ip: Vec<IpAddr>,
     /// Members of one room a shard takes before the room spills onto
     /// another (see `core::placement`).
     pub room_spill_at: usize,
@@ -56,9 +96,9 @@ impl Default for SfuConfig {
     fn default() -> Self {
         SfuConfig {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            udp_bind: IpAddr::from([127, 0, 0, 1]),
+            udp_bind: vec![IpAddr::from([127, 0, 0, 1])],
             udp_port: 50000,
-            public_ip: None,
+            public_ip: Vec::new(),
             room_spill_at: DEFAULT_SPILL_AT,
             tcp_port: None,
         }
@@ -144,21 +184,25 @@ impl Sfu {
     /// Binds one UDP socket per shard and starts the shard threads.
     pub fn start(config: SfuConfig, sink: Arc<dyn EventSink>) -> std::io::Result<Sfu> {
         let n = config.shards.max(1);
-        let mut sockets = Vec::with_capacity(n);
+        let binds = bind_plan(&config)?;
+        let mut sockets: Vec<Vec<(UdpSocket, SocketAddr)>> = Vec::with_capacity(n);
         for i in 0..n {
             let port = if config.udp_port == 0 { 0 } else { config.udp_port + i as u16 };
-            let s = UdpSocket::bind((config.udp_bind, port))
-                .map_err(|e| std::io::Error::new(e.kind(), format!("binding UDP {}:{port}: {e}", config.udp_bind)))?;
-            sockets.push(s);
+            let mut shard = Vec::with_capacity(binds.len());
+            for &(bind, public) in &binds {
+                let s = bind_udp(SocketAddr::new(bind, port))?;
+                let candidate = SocketAddr::new(public, s.local_addr()?.port());
+                shard.push((s, candidate));
+            }
+            sockets.push(shard);
         }
         let tcp_stats = Arc::new(ListenerStats::default());
+        let (tcp_bind, tcp_public) = binds[0];
         let listener = match config.tcp_port {
-            Some(port) => Some(Listener::bind(SocketAddr::new(config.udp_bind, port), tcp_stats.clone())?),
+            Some(port) => Some(Listener::bind(SocketAddr::new(tcp_bind, port), tcp_stats.clone())?),
             None => None,
         };
-        let tcp_addr = listener
-            .as_ref()
-            .map(|l| SocketAddr::new(config.public_ip.unwrap_or(l.local_addr.ip()), l.local_addr.port()));
+        let tcp_addr = listener.as_ref().map(|l| SocketAddr::new(tcp_public, l.local_addr.port()));
         let mut handles = Vec::with_capacity(n);
         let mut lanes = Vec::with_capacity(n);
         for _ in 0..n {
@@ -174,19 +218,17 @@ impl Sfu {
         threads.push(std::thread::Builder::new().name("control".into()).spawn(move || c.serve(events_rx))?);
         let mut udp_addrs = Vec::with_capacity(n);
         let stats: Vec<Arc<SharedStats>> = (0..n).map(|_| Arc::default()).collect();
-        for (i, (socket, lanes)) in sockets.into_iter().zip(lanes).enumerate() {
-            let local = socket.local_addr()?;
-            let candidate_addr = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
-            udp_addrs.push(candidate_addr);
+        for (i, (sockets, lanes)) in sockets.into_iter().zip(lanes).enumerate() {
+            let candidates: Vec<SocketAddr> = sockets.iter().map(|(_, c)| *c).collect();
+            udp_addrs.extend(&candidates);
             let tcp = listener.as_ref().zip(tcp_addr).map(|(l, candidate_addr)| TcpSide {
                 candidate_addr,
                 routes: l.routes.clone(),
                 listener: l.waker.clone(),
             });
             let w = Worker {
-                core: ShardCore::new(i, candidate_addr, tcp_addr),
-                socket,
-                candidate_addr,
+                core: ShardCore::new(i, candidates, tcp_addr),
+                sockets,
                 lanes,
                 peers: handles.clone(),
                 control: events_tx.clone(),
@@ -266,7 +308,7 @@ impl Sfu {
         self.inner.stats.iter().map(|s| s.snapshot()).collect()
     }
 
-    /// The UDP addresses (one per shard) that clients send media to.
+    /// The UDP addresses (one per shard and address family) that clients send media to.
     pub fn udp_addrs(&self) -> &[SocketAddr] {
         &self.inner.udp_addrs
     }

@@ -45,9 +45,10 @@ pub struct ServeArgs {
     /// HTTP + WebSocket listen address.
     #[arg(long, env = "SWITCHBOARD_HTTP", default_value = "127.0.0.1:8080", global = true)]
     pub http: SocketAddr,
-    /// Address the media UDP sockets bind to.
-    #[arg(long, env = "SWITCHBOARD_UDP_BIND", default_value = "127.0.0.1", global = true)]
-    pub udp_bind: IpAddr,
+    /// Addresses the media UDP sockets bind to, one per family for dual
+    /// stack (e.g. 0.0.0.0,::); the ICE-TCP listener takes the first.
+    #[arg(long, env = "SWITCHBOARD_UDP_BIND", default_value = "127.0.0.1", value_delimiter = ',', global = true)]
+    pub udp_bind: Vec<IpAddr>,
     /// First media UDP port; shard i uses port + i. 0 picks free ports.
     #[arg(long, env = "SWITCHBOARD_UDP_PORT", default_value_t = 50000, global = true)]
     pub udp_port: u16,
@@ -60,8 +61,9 @@ pub struct ServeArgs {
     pub no_ice_tcp: bool,
     /// IP written into ICE candidates, when clients reach the server at an
     /// address other than the bind address (1:1 NAT, or --udp-bind 0.0.0.0).
-    #[arg(long, env = "SWITCHBOARD_PUBLIC_IP", global = true)]
-    pub public_ip: Option<IpAddr>,
+    /// One per family when dual stack.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_IP", value_delimiter = ',', global = true)]
+    pub public_ip: Vec<IpAddr>,
     /// Media worker threads; 0 means one per core.
     #[arg(long, env = "SWITCHBOARD_SHARDS", default_value_t = 0, global = true)]
     pub shards: usize,

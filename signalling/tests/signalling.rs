@@ -21,9 +21,9 @@ const TURN_SECRET: &str = "shared-with-coturn";
 async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
     let config = sfu::SfuConfig {
         shards: 2,
-        udp_bind: [127, 0, 0, 1].into(),
+        udp_bind: vec![[127, 0, 0, 1].into()],
         udp_port: 0,
-        public_ip: None,
+        public_ip: vec![],
         room_spill_at: sfu::DEFAULT_SPILL_AT,
         tcp_port: Some(0),
     };

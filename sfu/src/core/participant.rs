@@ -179,14 +179,17 @@ pub fn rtc_config(can_publish: bool) -> RtcConfig {
 }
 
 impl Participant {
-    /// `udp`: the shard's UDP candidate; `tcp`: the ICE-TCP listener's, if
-    /// any (passive, so the client connects to it; str0m gives host TCP a
-    /// lower priority than host UDP, so it is used only when UDP fails).
-    pub fn new(id: ParticipantId, req: JoinRequest, udp: SocketAddr, tcp: Option<SocketAddr>, now: Instant) -> Self {
+    /// `udp`: the shard's UDP candidates (one per address family); `tcp`:
+    /// the ICE-TCP listener's, if any (passive, so the client connects to
+    /// it; str0m gives host TCP a lower priority than host UDP, so it is
+    /// used only when UDP fails).
+    pub fn new(id: ParticipantId, req: JoinRequest, udp: &[SocketAddr], tcp: Option<SocketAddr>, now: Instant) -> Self {
         let mut rtc = rtc_config(req.permissions.can_publish).build(now);
-        // Invariant: a host candidate for a concrete socket address is always valid.
-        let c = Candidate::host(udp, "udp").expect("host candidate");
-        rtc.add_local_candidate(c);
+        for addr in udp {
+            // Invariant: a host candidate for a concrete socket address is always valid.
+            let c = Candidate::host(*addr, "udp").expect("host candidate");
+            rtc.add_local_candidate(c);
+        }
         if let Some(tcp) = tcp {
             let c = Candidate::builder().tcp().host(tcp).tcptype(TcpType::Passive).build();
             rtc.add_local_candidate(c.expect("passive TCP host candidate"));

@@ -18,14 +18,15 @@ use tracing::{debug, warn};
 use super::batch::{RecvBatch, SendBatch, Sent};
 use super::tcp::conns::TcpConns;
 use super::tcp::listener::{Handoff, RouteUpdate, ShardTcp};
-use super::turn::{Driver, ShardIo};
+use super::turn::{Driver, ShardIo, SEND_CHUNK};
 use crate::core::command::{MediaMsg, ShardCommand};
 use crate::core::ids::ShardId;
 use crate::core::shard::{ShardCore, ShardOutput, ShardStats, UfragChange};
 use crate::stats::SharedStats;
 
-const SOCKET: Token = Token(0);
-const WAKER: Token = Token(1);
+const WAKER: Token = Token(0);
+/// UDP sockets (one per address family) are tokens 1 and 2.
+const FIRST_SOCKET: usize = 1;
 
 /// Media messages one shard may queue for another. At ~50k packets/s per
 /// shard this is ~80 ms of media; beyond it a late packet is useless anyway.
@@ -82,9 +83,9 @@ pub fn lanes() -> std::io::Result<(ShardHandle, ShardLanes)> {
 
 pub struct Worker {
     pub core: ShardCore,
-    pub socket: UdpSocket,
-    /// Address written in candidates; passed to str0m as the destination.
-    pub candidate_addr: SocketAddr,
+    /// One UDP socket per address family, each with the address written in
+    /// its candidates (passed to str0m as the destination).
+    pub sockets: Vec<(UdpSocket, SocketAddr)>,
     pub lanes: ShardLanes,
     pub peers: Vec<ShardHandle>,
     /// Events for the control plane's thread (unbounded: never dropped).
@@ -102,17 +103,25 @@ pub struct TcpSide {
     pub listener: Arc<Waker>,
 }
 
-/// The worker's side of a turn: the socket and the channels.
-struct UdpIo {
-    shard: ShardId,
+/// One of a shard's UDP sockets.
+struct Udp {
     socket: UdpSocket,
     candidate_addr: SocketAddr,
-    /// The socket may have datagrams waiting (edge-triggered: set by the
-    /// poller, cleared on `WouldBlock`).
-    udp_readable: bool,
+    /// It may have datagrams waiting (edge-triggered: set by the poller,
+    /// cleared on `WouldBlock`).
+    readable: bool,
+    tx: SendBatch,
+}
+
+/// The worker's side of a turn: the sockets and the channels.
+struct UdpIo {
+    shard: ShardId,
+    udp: Vec<Udp>,
     tcp: Option<(TcpConns, Sender<RouteUpdate>, Arc<Waker>)>,
     rx: RecvBatch,
-    tx: SendBatch,
+    /// A send batch split by address family when there are two sockets.
+    first_family: Vec<Transmit>,
+    other_family: Vec<Transmit>,
     commands: Receiver<ShardCommand>,
     media: Receiver<MediaMsg>,
     peers: Vec<ShardHandle>,
@@ -137,17 +146,17 @@ impl ShardIo for UdpIo {
 
     fn recv(&mut self, core: &mut ShardCore, now: Instant) -> std::io::Result<usize> {
         let mut n = 0;
-        if self.udp_readable {
-            match self.rx.recv(&self.socket) {
+        for udp in self.udp.iter_mut().filter(|u| u.readable) {
+            match self.rx.recv(&udp.socket) {
                 Ok(k) => {
                     for i in 0..k {
                         if let Some((source, data)) = self.rx.get(i) {
-                            core.handle_receive(now, Protocol::Udp, source, self.candidate_addr, data);
+                            core.handle_receive(now, Protocol::Udp, source, udp.candidate_addr, data);
                         }
                     }
                     n += k;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_readable = false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => udp.readable = false,
                 Err(e) => return Err(e),
             }
         }
@@ -156,34 +165,52 @@ impl ShardIo for UdpIo {
             n += tcp.recv(core, now);
             tcp_ready = tcp.has_ready();
         }
-        if n == 0 && !self.udp_readable && !tcp_ready {
+        if n == 0 && !self.udp.iter().any(|u| u.readable) && !tcp_ready {
             return Err(ErrorKind::WouldBlock.into());
         }
         Ok(n)
     }
 
     fn send(&mut self, batch: &mut Vec<Transmit>) -> Sent {
-        let mut over_tcp = Sent::default();
+        let mut sent = Sent::default();
         if let Some((tcp, ..)) = &mut self.tcp {
             if batch.iter().any(|t| t.proto == Protocol::Tcp) {
                 batch.retain(|t| {
                     let udp = t.proto == Protocol::Udp;
                     if !udp {
-                        tcp.send(t, &mut over_tcp);
+                        tcp.send(t, &mut sent);
                     }
                     udp
                 });
-                tcp.flush(&mut over_tcp);
+                tcp.flush(&mut sent);
             }
         }
-        let mut sent = match batch.is_empty() {
-            true => Sent::default(),
-            false => self.tx.send(&self.socket, batch, |t| (t.destination, &t.contents[..])),
-        };
-        sent.datagrams += over_tcp.datagrams;
-        sent.bytes += over_tcp.bytes;
-        sent.failed += over_tcp.failed;
-        sent.messages += over_tcp.messages;
+        if let [first, second] = &self.udp[..] {
+            let v6 = second.candidate_addr.is_ipv6();
+            if first.candidate_addr.is_ipv6() != v6 && batch.iter().any(|t| t.destination.is_ipv6() == v6) {
+                // Split by family, keeping each destination's order; the
+                // vectors are swapped, not reallocated.
+                let mut first_family = std::mem::take(&mut self.first_family);
+                for t in batch.drain(..) {
+                    match t.destination.is_ipv6() == v6 {
+                        true => self.other_family.push(t),
+                        false => first_family.push(t),
+                    }
+                }
+                std::mem::swap(batch, &mut first_family);
+                self.first_family = first_family;
+            }
+        }
+        for (udp, items) in self.udp.iter_mut().zip([&*batch, &self.other_family]) {
+            if !items.is_empty() {
+                let s = udp.tx.send(&udp.socket, items, |t| (t.destination, &t.contents[..]));
+                sent.datagrams += s.datagrams;
+                sent.bytes += s.bytes;
+                sent.failed += s.failed;
+                sent.messages += s.messages;
+            }
+        }
+        self.other_family.clear();
         sent
     }
 
@@ -222,20 +249,25 @@ impl ShardIo for UdpIo {
 
 impl Worker {
     pub fn run(self) {
-        let Worker { mut core, socket, candidate_addr, lanes, peers, control, stats, tcp } = self;
+        let Worker { mut core, sockets, lanes, peers, control, stats, tcp } = self;
         let ShardLanes { mut poll, commands, media, tcp: handoffs } = lanes;
-        if let Err(e) = socket.set_nonblocking(true) {
-            warn!(shard = core.id(), "socket: {e}");
-            return;
-        }
-        // The std socket does the batched I/O; mio only watches its descriptor.
-        let sock = socket2::SockRef::from(&socket);
-        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-        if let Err(e) = poll.registry().register(&mut mio::unix::SourceFd(&fd), SOCKET, Interest::READABLE) {
-            warn!(shard = core.id(), "register socket: {e}");
-            return;
+        let mut udp = Vec::with_capacity(sockets.len());
+        for (i, (socket, candidate_addr)) in sockets.into_iter().enumerate() {
+            if let Err(e) = socket.set_nonblocking(true) {
+                warn!(shard = core.id(), "socket: {e}");
+                return;
+            }
+            // The std socket does the batched I/O; mio only watches its descriptor.
+            let sock = socket2::SockRef::from(&socket);
+            let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+            let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+            let token = Token(FIRST_SOCKET + i);
+            if let Err(e) = poll.registry().register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE) {
+                warn!(shard = core.id(), "register socket: {e}");
+                return;
+            }
+            udp.push(Udp { socket, candidate_addr, readable: true, tx: SendBatch::default() });
         }
         let wake = vec![false; peers.len()];
         let tcp = match tcp.map(|t| poll.registry().try_clone().map(|r| (t, r))).transpose() {
@@ -249,12 +281,11 @@ impl Worker {
         };
         let mut io = UdpIo {
             shard: core.id(),
-            socket,
-            candidate_addr,
-            udp_readable: true,
+            udp,
             tcp,
             rx: RecvBatch::default(),
-            tx: SendBatch::default(),
+            first_family: Vec::with_capacity(SEND_CHUNK),
+            other_family: Vec::with_capacity(SEND_CHUNK),
             commands,
             media,
             peers,
@@ -277,10 +308,11 @@ impl Worker {
                 }
             }
             for e in events.iter() {
-                match (e.token(), &mut io.tcp) {
-                    (SOCKET, _) => io.udp_readable = true,
-                    (WAKER, _) => {}
-                    (t, Some((tcp, ..))) => {
+                let socket = e.token().0.checked_sub(FIRST_SOCKET).and_then(|i| io.udp.get_mut(i));
+                match (e.token(), socket, &mut io.tcp) {
+                    (WAKER, ..) => {}
+                    (_, Some(udp), _) => udp.readable = true,
+                    (t, None, Some((tcp, ..))) => {
                         tcp.on_event(t, e.is_readable() || e.is_read_closed() || e.is_error(), e.is_writable());
                     }
                     _ => {}
@@ -295,7 +327,7 @@ impl Worker {
                 tcp.maintain(now, core.stats_mut());
                 tcp_ready = tcp.has_ready();
             }
-            driver.readable |= io.udp_readable || tcp_ready;
+            driver.readable |= io.udp.iter().any(|u| u.readable) || tcp_ready;
             if driver.turn(&mut core, &mut io) {
                 debug!(shard = core.id(), "shard stopped");
                 return;

@@ -179,7 +179,7 @@ impl Bed {
     pub fn with_spill_at(shards: usize, spill_at: usize) -> Self {
         Bed {
             now: Instant::now(),
-            shards: (0..shards).map(|i| ShardCore::new(i, shard_addr(i), None)).collect(),
+            shards: (0..shards).map(|i| ShardCore::new(i, vec![shard_addr(i)], None)).collect(),
             io: (0..shards).map(|_| MemIo::default()).collect(),
             drivers: (0..shards).map(|_| Driver::default()).collect(),
             rooms: Rooms::new(shards, spill_at),

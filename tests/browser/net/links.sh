@@ -7,12 +7,15 @@
 #                      the server's replies leave from the address it was
 #                      sent to): the server is 10.77.1.1, client i 10.77.1.(i+1),
 #                      the test runner (root namespace) 10.77.1.200.
+#   links.sh up N ipv6  the same, dual stack: also fd77::1 for the server and
+#                      fd77::(i+1) for client i (no autoconfiguration, no
+#                      duplicate address detection: nothing changes later).
 #   links.sh cap I KBIT   caps what the server sends to client I (its
 #                      downlink) with a tbf; KBIT 0 lifts the cap.
 #   links.sh loss I PCT  drops PCT % of client I's UDP datagrams, each way,
 #                      at random (nft numgen in its namespace); 0 stops it.
-#   links.sh block-udp I on|off  drops all of client I's UDP (a network
-#                      that lets only TCP out), in its namespace.
+#   links.sh block-udp I on|off [ipv4|ipv6]  drops all of client I's UDP (a
+#                      network that lets only TCP out), or one family's.
 #   links.sh block-tcp I PORT on|off  refuses (TCP reset) client I's
 #                      connections to the server's PORT, in its namespace.
 #   links.sh readdress I N  moves client I to address 10.77.1.N (its old
@@ -30,11 +33,21 @@ down() {
   ip link del sbt-root 2>/dev/null || true
 }
 
-# No IPv6 in the namespaces: a link-local address finishing duplicate address
-# detection a second after the link is up is a network change to Chromium,
-# which then fails the navigation under way (net::ERR_NETWORK_CHANGED).
+# No IPv6 in the namespaces unless asked for: a link-local address finishing
+# duplicate address detection a second after the link is up is a network
+# change to Chromium, which then fails the navigation under way
+# (net::ERR_NETWORK_CHANGED). With ipv6, addresses are static and immediate.
+ipv6=${3:-}
 no_ipv6() {
-  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  if [ "$ipv6" = ipv6 ]; then
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.default.addr_gen_mode=1 net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  else
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  fi
+}
+# Gives interface $2 of namespace $1 the IPv6 address $3, with ipv6.
+addr6() {
+  if [ "$ipv6" = ipv6 ]; then ip -n "$1" addr add "$3/64" dev "$2" nodad; fi
 }
 
 case "$cmd" in
@@ -46,6 +59,7 @@ case "$cmd" in
     ip -n $srv link set lo up
     ip -n $srv link add sbt-br type bridge
     ip -n $srv addr add 10.77.1.1/24 dev sbt-br
+    addr6 $srv sbt-br fd77::1
     ip -n $srv link set sbt-br up
     ip link add sbt-root type veth peer name sbt-r0 netns $srv
     ip -n $srv link set sbt-r0 master sbt-br up
@@ -60,6 +74,7 @@ case "$cmd" in
       ip -n $srv link add "sbt-s$i" type veth peer name eth0 netns "$ns"
       ip -n $srv link set "sbt-s$i" master sbt-br up
       ip -n "$ns" addr add "10.77.1.$((i + 1))/24" dev eth0
+      addr6 "$ns" eth0 "fd77::$((i + 1))"
       ip -n "$ns" link set eth0 up
     done
     ;;
@@ -86,13 +101,15 @@ NFT
     fi
     ;;
   block-udp)
-    i=$2
+    i=$2 family=""
+    [ "${4:-}" = ipv4 ] && family="meta nfproto ipv4"
+    [ "${4:-}" = ipv6 ] && family="meta nfproto ipv6"
     ip netns exec "sbt-c$i" nft delete table inet sbt-noudp 2>/dev/null || true
     if [ "$3" = on ]; then
       ip netns exec "sbt-c$i" nft -f - <<NFT
 table inet sbt-noudp {
-  chain in { type filter hook input priority 0; meta l4proto udp drop; }
-  chain out { type filter hook output priority 0; meta l4proto udp drop; }
+  chain in { type filter hook input priority 0; $family meta l4proto udp drop; }
+  chain out { type filter hook output priority 0; $family meta l4proto udp drop; }
 }
 NFT
     fi
@@ -114,5 +131,5 @@ NFT
     ip -n "sbt-c$i" addr add "10.77.1.$n/24" dev eth0
     ;;
   down) down ;;
-  *) echo "usage: $0 up N | cap I KBIT | loss I PCT | block-udp I on|off | block-tcp I PORT on|off | readdress I N | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up N [ipv6] | cap I KBIT | loss I PCT | block-udp I on|off [ipv4|ipv6] | block-tcp I PORT on|off | readdress I N | down" >&2; exit 2 ;;
 esac

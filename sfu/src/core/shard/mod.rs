@@ -106,8 +106,9 @@ struct Fabric {
 }
 
 pub struct ShardCore {
-    /// The address written into candidates (public IP + this shard's port).
-    candidate_addr: SocketAddr,
+    /// The addresses written into candidates (public IP + this shard's
+    /// port), one per UDP socket (address family) of the shard.
+    udp_addrs: Vec<SocketAddr>,
     /// The ICE-TCP listener's candidate address, when there is one.
     tcp_addr: Option<SocketAddr>,
     peers: Slots,
@@ -116,9 +117,9 @@ pub struct ShardCore {
 }
 
 impl ShardCore {
-    pub fn new(id: ShardId, candidate_addr: SocketAddr, tcp_addr: Option<SocketAddr>) -> Self {
+    pub fn new(id: ShardId, udp_addrs: Vec<SocketAddr>, tcp_addr: Option<SocketAddr>) -> Self {
         ShardCore {
-            candidate_addr,
+            udp_addrs,
             tcp_addr,
             peers: Slots::default(),
             demux: Demux::default(),
@@ -497,7 +498,7 @@ impl ShardCore {
     // ---- participants ------------------------------------------------------
 
     fn add(&mut self, now: Instant, pid: ParticipantId, req: JoinRequest) {
-        let p = Participant::new(pid, req, self.candidate_addr, self.tcp_addr, now);
+        let p = Participant::new(pid, req, &self.udp_addrs, self.tcp_addr, now);
         info!(participant = %pid, room = %p.room, identity = %p.identity, shard = self.fabric.id, "participant added");
         let (ufrag, room) = (p.ufrag.clone(), p.room.clone());
         let slot = self.peers.insert(p);

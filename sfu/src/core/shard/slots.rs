@@ -81,7 +81,7 @@ mod tests {
             identity: format!("p{id}").into(),
             permissions: Permissions { can_publish: true, can_subscribe: true },
         };
-        Participant::new(ParticipantId(id), req, "10.0.0.1:5000".parse().unwrap(), None, Instant::now())
+        Participant::new(ParticipantId(id), req, &["10.0.0.1:5000".parse().unwrap()], None, Instant::now())
     }
 
     #[test]
