@@ -55,7 +55,8 @@ test('a viewer losing 10 % each way keeps decoding 720p with at most brief freez
   links('loss', 2, 0);
   const fps = (b.frames - a.frames) / 20;
   console.log(`10 % loss each way, 20 s: ${b.width} wide, ${fps} fps, ${b.freezes - a.freezes} freezes ` +
-    `(${(b.frozen - a.frozen).toFixed(1)} s), ${b.nacks - a.nacks} NACKs, ${b.plis - a.plis} PLIs; RTT measurements ${rtt}`);
+    `(${(b.frozen - a.frozen).toFixed(1)} s), ${b.nacks - a.nacks} NACKs, ${b.plis - a.plis} PLIs; RTT measurements ${rtt}; ` +
+    `ICE restarts ${await viewer.evaluate(() => window.switchboard.iceRestarts)}`);
   assert.equal(b.width, 1280, 'still the top layer');
   assert.ok(b.nacks - a.nacks > 20, 'the loss was real: the viewer asked for retransmissions');
   assert.ok(fps >= 15, `it keeps its frame rate (${fps} fps)`);

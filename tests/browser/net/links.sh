@@ -20,6 +20,9 @@
 #                      connections to the server's PORT, in its namespace.
 #   links.sh readdress I N  moves client I to address 10.77.1.N (its old
 #                      one is gone at once, as when a phone changes networks).
+#   links.sh nat       adds client namespace sbt-n1 (192.168.9.2) behind a
+#                      NAT: router sbt-rt is 10.77.1.50 on the bridge and
+#                      masquerades what the client sends (after `up`).
 #   links.sh down      removes everything (also what a crashed run left).
 #
 # Everything is inside namespaces this script made, plus one veth in the root
@@ -130,6 +133,30 @@ NFT
     ip -n "sbt-c$i" addr flush dev eth0
     ip -n "sbt-c$i" addr add "10.77.1.$n/24" dev eth0
     ;;
+  nat)
+    ip netns add sbt-rt
+    no_ipv6 sbt-rt
+    ip -n sbt-rt link set lo up
+    ip -n $srv link add sbt-sr type veth peer name eth0 netns sbt-rt
+    ip -n $srv link set sbt-sr master sbt-br up
+    ip -n sbt-rt addr add 10.77.1.50/24 dev eth0
+    ip -n sbt-rt link set eth0 up
+    ip netns add sbt-n1
+    no_ipv6 sbt-n1
+    ip -n sbt-n1 link set lo up
+    ip -n sbt-rt link add lan type veth peer name eth0 netns sbt-n1
+    ip -n sbt-rt addr add 192.168.9.1/24 dev lan
+    ip -n sbt-rt link set lan up
+    ip -n sbt-n1 addr add 192.168.9.2/24 dev eth0
+    ip -n sbt-n1 link set eth0 up
+    ip -n sbt-n1 route add default via 192.168.9.1
+    ip netns exec sbt-rt sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec sbt-rt nft -f - <<NFT
+table ip sbt-nat {
+  chain post { type nat hook postrouting priority 100; oifname "eth0" masquerade; }
+}
+NFT
+    ;;
   down) down ;;
-  *) echo "usage: $0 up N [ipv6] | cap I KBIT | loss I PCT | block-udp I on|off [ipv4|ipv6] | block-tcp I PORT on|off | readdress I N | down" >&2; exit 2 ;;
+  *) echo "usage: $0 up N [ipv6] | cap I KBIT | loss I PCT | block-udp I on|off [ipv4|ipv6] | block-tcp I PORT on|off | readdress I N | nat | down" >&2; exit 2 ;;
 esac
