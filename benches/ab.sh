@@ -20,7 +20,7 @@ trap 'rm -rf "$data"' EXIT
 for _ in $(seq "$rounds"); do
   for bin in "$@"; do
     rm -rf "$data/run" && mkdir -p "$data/run"
-    taskset -c 1 "$bin" --http 127.0.0.1:$port --udp-port 0 --tcp-port 0 --shards "${SHARDS:-1}" --data-dir "$data/run" >/dev/null 2>&1 &
+    taskset -c 1 "$bin" --http 127.0.0.1:$port --udp-port 0 --shards "${SHARDS:-1}" --data-dir "$data/run" >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 50); do curl -sf -o /dev/null 127.0.0.1:$port/healthz && break; sleep 0.1; done
     # shellcheck disable=SC2086 # the load options are words on purpose

@@ -61,7 +61,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory(prefix="switchboard-capacity-") as data:
         sb = subprocess.Popen(["taskset", "-c", "1", str(BIN / "switchboard"), "--http", f"127.0.0.1:{PORT}",
-                               "--udp-port", "0", "--tcp-port", "0", "--shards", "1", "--data-dir", data], stderr=subprocess.DEVNULL)
+                               "--udp-port", "0", "--shards", "1", "--data-dir", data], stderr=subprocess.DEVNULL)
         try:
             time.sleep(1)
             for calls in map(int, a.calls.split(",")):

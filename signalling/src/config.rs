@@ -52,13 +52,12 @@ pub struct ServeArgs {
     /// First media UDP port; shard i uses port + i. 0 picks free ports.
     #[arg(long, env = "SWITCHBOARD_UDP_PORT", default_value_t = 50000, global = true)]
     pub udp_port: u16,
-    /// Port of the ICE-TCP listener (on --udp-bind), a fallback for
-    /// networks that block UDP; 0 picks a free port.
-    #[arg(long, env = "SWITCHBOARD_TCP_PORT", default_value_t = 50000, global = true)]
-    pub tcp_port: u16,
-    /// Offer no ICE-TCP candidate (clients without UDP then need TURN).
-    #[arg(long, env = "SWITCHBOARD_NO_ICE_TCP", global = true)]
-    pub no_ice_tcp: bool,
+    /// Serve ICE over TCP on this port (on the first --udp-bind address),
+    /// a fallback for networks that block UDP; 0 picks a free port. Off
+    /// unless given (see README: with it on, browsers on capped links
+    /// changed layers more often in a test here; not yet understood).
+    #[arg(long, env = "SWITCHBOARD_TCP_PORT", global = true)]
+    pub tcp_port: Option<u16>,
     /// IP written into ICE candidates, when clients reach the server at an
     /// address other than the bind address (1:1 NAT, or --udp-bind 0.0.0.0).
     /// One per family when dual stack.

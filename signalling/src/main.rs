@@ -76,7 +76,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         udp_port: args.udp_port,
         public_ip: args.public_ip,
         room_spill_at: args.room_spill_at,
-        tcp_port: (!args.no_ice_tcp).then_some(args.tcp_port),
+        tcp_port: args.tcp_port,
     };
     let turn = match (&args.turn_secret, &args.turn_username, &args.turn_credential) {
         (Some(secret), ..) => TurnAuth::Secret { secret: secret.clone(), ttl: args.turn_ttl },

@@ -21,8 +21,8 @@ test('on a dual-stack server a page with only IPv6 and one with only IPv4 decode
   links('up', 2, 'ipv6');
   links('block-udp', 1, 'on', 'ipv4');
   links('block-udp', 2, 'on', 'ipv6');
-  // ICE-TCP off: IPv6 UDP is the only way left for alice's media.
-  server = await startServer({ shards: 2, netns: 'sbt-srv', args: ['--udp-bind', '::', '--public-ip', 'fd77::1', '--no-ice-tcp'] });
+  // ICE-TCP is off (the default): IPv6 UDP is the only way left for alice's media.
+  server = await startServer({ shards: 2, netns: 'sbt-srv', args: ['--udp-bind', '::', '--public-ip', 'fd77::1'] });
   assert.match(server.log(), /fd77::1/, 'the log names the IPv6 candidate addresses');
   const pages = {};
   for (const [name, ns] of [['alice', 'sbt-c1'], ['bob', 'sbt-c2']]) {

@@ -58,7 +58,7 @@ export async function startServer({ shards = 2, args = [], netns = null, tls = f
     : [BIN, ['--http', `127.0.0.1:${port}`]];
   let proc, log = '';
   const launch = async () => {
-    proc = spawn(where[0], [...where[1], '--udp-port', '0', '--tcp-port', '0', '--shards', String(shards), '--data-dir', dataDir, ...args], {
+    proc = spawn(where[0], [...where[1], '--udp-port', '0', '--shards', String(shards), '--data-dir', dataDir, ...args], {
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

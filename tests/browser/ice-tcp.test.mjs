@@ -40,7 +40,7 @@ async function metric(name) {
 test('a page whose UDP is blocked joins over ICE-TCP and decodes; strangers on the TCP port are closed', { timeout: 180000 }, async () => {
   links('up', 2);
   links('block-udp', 1, 'on');
-  server = await startServer({ shards: 2, netns: 'sbt-srv' });
+  server = await startServer({ shards: 2, netns: 'sbt-srv', args: ['--tcp-port', '0'] });
   const m = server.log().match(/tcp=Some\(([\d.]+):(\d+)\)/);
   assert.ok(m, 'the log names the ICE-TCP listener');
   const tcpPort = Number(m[2]);

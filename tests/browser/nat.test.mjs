@@ -20,7 +20,7 @@ after(async () => {
 test('a page behind a NAT joins and decodes, and is decoded', { timeout: 180000 }, async () => {
   links('up', 1);
   links('nat');
-  server = await startServer({ shards: 1, netns: 'sbt-srv', args: ['--no-ice-tcp'] });
+  server = await startServer({ shards: 1, netns: 'sbt-srv', });
   const pages = {}, started = {}, firstFrame = {};
   for (const [name, ns] of [['alice', 'sbt-n1'], ['bob', 'sbt-c1']]) {
     const b = await launchBrowser([], { netns: ns, pageUrl: server.pageUrl });

@@ -110,7 +110,7 @@ test('a page whose media path dies is removed in bounded time and the others see
   for (const b of browsers.splice(0)) await b.close().catch(() => {});
   await server.stop();
   links('up', 2);
-  server = await startServer({ shards: 1, netns: 'sbt-srv' });
+  server = await startServer({ shards: 1, netns: 'sbt-srv', args: ['--tcp-port', '0'] });
   const tcpPort = server.log().match(/tcp=Some\([\d.]+:(\d+)\)/)[1];
   const alice = await open('alice', 'sbt-c1');
   const bob = await open('bob', 'sbt-c2');
