@@ -24,9 +24,15 @@ use super::layers::{Layer, LayerChoice, LayerStats, MAX_LAYERS};
 /// what the leg sends: a congested link's estimate sits at ~85 % of what it
 /// delivers, an uncongested one's at or above what it gets.
 const KEEP_PERCENT: u64 = 85;
-/// Stepping back from a failed trial, the layers kept need only this share
-/// (percent) of the estimate; after the ramp the usual share applies again.
+/// Stepping back from a failed trial, and for [`SETTLE`] after any step
+/// down, the layers kept need only this share (percent) of the estimate.
 const FAILED_TRIAL_KEEP_PERCENT: u64 = 70;
+/// After a step down the estimate goes on falling for a while (the link's
+/// queue drains, and the receiver sets it to ~85 % of what arrived while it
+/// was overrun), and a layer's rate measured over one second is noisy: in
+/// this window only the lower bar steps further down, so one overrun costs
+/// one step, not two (each step waits for a keyframe and may freeze).
+const SETTLE: Duration = Duration::from_secs(3);
 /// The estimate shows room for more when at least this share (percent) of
 /// what the leg sends (its ceiling is ~150 %).
 const ROOM_PERCENT: u64 = 130;
@@ -60,6 +66,8 @@ pub struct LegBudget {
     starved_since: Option<Instant>,
     /// The last step up, and how many recent steps up fell back.
     lifted_at: Option<Instant>,
+    /// The last step down for congestion.
+    lowered_at: Option<Instant>,
     failed_lifts: u32,
 }
 
@@ -167,9 +175,11 @@ impl LegBudget {
             self.room_since = None;
             // A trial that failed is undone against a lower bar: right after
             // overuse a receiver's estimate undershoots what the link carries.
-            let keep = if ramping { FAILED_TRIAL_KEEP_PERCENT } else { KEEP_PERCENT };
+            let settling = self.lowered_at.is_some_and(|t| now.saturating_duration_since(t) < SETTLE);
+            let keep = if ramping || settling { FAILED_TRIAL_KEEP_PERCENT } else { KEEP_PERCENT };
             if self.fit(tracks, estimate, keep, now) {
                 self.changed();
+                self.lowered_at = Some(now);
                 if self.lifted_at.take().is_some_and(|t| now.saturating_duration_since(t) < PROBATION) {
                     self.failed_lifts = (self.failed_lifts + 1).min(MAX_FAILED_LIFTS);
                 }
@@ -316,6 +326,27 @@ mod tests {
         // What a browser reports when a 600 kb/s link is overrun: ~85 % of it.
         leg.step(510_000, TICK);
         assert_eq!(leg.level(0), Some(1));
+    }
+
+    #[test]
+    fn one_overrun_costs_one_step_while_the_estimate_settles() {
+        let mut leg = Leg::new(1);
+        leg.step(2_000_000, TICK);
+        leg.step(1_100_000, TICK);
+        assert_eq!(leg.level(0), Some(1), "the top layer does not fit");
+        // The estimate goes on falling as the link's queue drains: the
+        // middle layer stays while it is within the lower bar...
+        let seen = leg.hold(400_000, SETTLE - TICK);
+        assert!(seen.iter().all(|l| *l == Some(1)), "no second step while settling: {seen:?}");
+        // ...and goes if the estimate stays there.
+        let seen = leg.hold(400_000, TICK * 2);
+        assert_eq!(seen.last(), Some(&Some(0)), "{seen:?}");
+        // A fall below the lower bar steps down at once, settling or not.
+        let mut leg = Leg::new(1);
+        leg.step(2_000_000, TICK);
+        leg.step(1_100_000, TICK);
+        leg.step(300_000, TICK);
+        assert_eq!(leg.level(0), Some(0));
     }
 
     #[test]
