@@ -10,6 +10,8 @@ command -v nft >/dev/null || need+=(nftables)
 command -v tc >/dev/null || need+=(iproute2)
 # tests/browser/turn.test.mjs relays through Debian's coturn.
 command -v turnserver >/dev/null || need+=(coturn)
+# Recordings are checked with ffprobe and decoded with ffmpeg (Rust and browser tests).
+command -v ffprobe >/dev/null || need+=(ffmpeg)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -74,6 +74,11 @@ codes! {
     NotInCall = "not_in_call",
     SelfInvite = "self_invite",
     StorageError = "storage_error",
+
+    // Recordings.
+    /// Recording is off on this server, or the room has nobody to record.
+    RecordingUnavailable = "recording_unavailable",
+    NoSuchRecording = "no_such_recording",
 }
 
 impl ErrorCode {

@@ -8,6 +8,7 @@
 //! - [`io`]: one thread per shard with its own UDP socket and bounded lanes;
 //!   [`io::turn`] is the loop turn it runs, shared with the test bed.
 //! - [`runtime`]: [`Sfu`], which starts the shards and is what signalling calls.
+//! - [`record`]: the recorder thread: tapped packets → WebM files.
 //! - [`stats`]: per-shard counters, published without locks for scraping.
 //!
 //! # Run loop of a shard
@@ -30,6 +31,7 @@
 pub mod core;
 pub mod error;
 pub mod io;
+pub mod record;
 pub mod runtime;
 pub mod stats;
 #[cfg(feature = "testbed")]
@@ -40,4 +42,5 @@ pub use crate::core::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSour
 pub use crate::core::placement::DEFAULT_SPILL_AT;
 pub use crate::core::rooms::Joined;
 pub use crate::error::ErrorCode;
+pub use record::RecordingEvent;
 pub use runtime::{EventSink, Sfu, SfuConfig};

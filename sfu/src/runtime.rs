@@ -11,6 +11,7 @@
 //! right choice.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,6 +27,7 @@ use crate::core::rooms::{ControlOutput, Joined, Rooms};
 use crate::core::shard::{ShardCore, ShardOutput};
 use crate::io::tcp::listener::{Listener, ListenerStats};
 use crate::io::worker::{self, ShardHandle, TcpSide, Worker};
+use crate::record::{self, RecordingEvent};
 use crate::stats::{ShardStats, SharedStats};
 
 /// Each bind address with the address written into its candidates: the
@@ -69,6 +71,8 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 /// Where signalling delivers events for one participant's connection.
 pub trait EventSink: Send + Sync + 'static {
     fn deliver(&self, to: ParticipantId, event: ClientEvent);
+    /// What the recorder did (files started, progressing, finished).
+    fn recording(&self, _event: RecordingEvent) {}
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +94,8 @@ pub struct SfuConfig {
     /// Port of the ICE-TCP listener (on `udp_bind`), for clients whose
     /// network blocks UDP; `None`: no TCP candidates. 0 picks a free port.
     pub tcp_port: Option<u16>,
+    /// Where recordings are written; `None`: rooms cannot be recorded.
+    pub recordings_dir: Option<PathBuf>,
 }
 
 impl Default for SfuConfig {
@@ -101,6 +107,7 @@ impl Default for SfuConfig {
             public_ip: Vec::new(),
             room_spill_at: DEFAULT_SPILL_AT,
             tcp_port: None,
+            recordings_dir: None,
         }
     }
 }
@@ -213,6 +220,7 @@ impl Sfu {
         let rooms = Rooms::new(n, config.room_spill_at);
         let control = Arc::new(Control { rooms: Mutex::new(rooms), shards: handles.clone(), sink });
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
+        let recorder = config.recordings_dir.clone().map(|dir| (dir, record::tap::lanes()));
         let mut threads = Vec::with_capacity(n + 1);
         let c = control.clone();
         threads.push(std::thread::Builder::new().name("control".into()).spawn(move || c.serve(events_rx))?);
@@ -226,8 +234,12 @@ impl Sfu {
                 routes: l.routes.clone(),
                 listener: l.waker.clone(),
             });
+            let mut core = ShardCore::new(i, candidates, tcp_addr);
+            if let Some((_, (lanes, _))) = &recorder {
+                core.set_recorder(lanes.clone());
+            }
             let w = Worker {
-                core: ShardCore::new(i, candidates, tcp_addr),
+                core,
                 sockets,
                 lanes,
                 peers: handles.clone(),
@@ -236,6 +248,15 @@ impl Sfu {
                 tcp,
             };
             threads.push(std::thread::Builder::new().name(format!("shard-{i}")).spawn(move || w.run())?);
+        }
+        // Only the shards hold the recorder's senders: it stops after them.
+        if let Some((dir, (_, inbox))) = recorder {
+            let (shards, sink) = (handles.clone(), control.sink.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("recorder".into())
+                    .spawn(move || record::run(dir, inbox, shards, sink))?,
+            );
         }
         let tcp = match (listener, tcp_addr) {
             (Some(parts), Some(candidate_addr)) => {
@@ -283,6 +304,26 @@ impl Sfu {
         if let Some(h) = self.inner.control.shards.get(shard) {
             h.command(ShardCommand::Signal { participant: pid, signal });
         }
+    }
+
+    /// Records every member of `room` (and whoever joins it, also into a
+    /// room nobody is in yet) under `recording`.
+    pub fn record(&self, room: &str, recording: Arc<str>) {
+        self.inner.control.run(|rooms, out| {
+            rooms.set_recording(room, Some(recording), None, out);
+        });
+    }
+
+    /// Stops recording `room`; `error` tells its members why, if it failed.
+    pub fn stop_recording(&self, room: &str, error: Option<String>) {
+        self.inner.control.run(|rooms, out| {
+            rooms.set_recording(room, None, error, out);
+        });
+    }
+
+    /// The recording in progress in `room`.
+    pub fn recording(&self, room: &str) -> Option<Arc<str>> {
+        self.inner.control.rooms.lock().ok().and_then(|r| r.recording(room))
     }
 
     pub fn leave(&self, pid: ParticipantId) {

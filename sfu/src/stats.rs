@@ -120,4 +120,7 @@ counters! {
     tcp_closed,
     /// Packets dropped because an ICE-TCP connection's send queue was full.
     tcp_send_dropped,
+    /// Recorded packets dropped because the recorder's lane was full (a
+    /// stalled disk): the file gets a gap, forwarding goes on.
+    record_dropped,
 }

@@ -86,7 +86,64 @@ pub async fn accept(
     agent: SignedInAgent,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(pass_json(&state.calls.accept(&id, agent.id, &agent.email).await?))
+    let pass = state.calls.accept(&id, agent.id, &agent.email).await?;
+    if state.recordings.record_calls {
+        // Recorded from the first packet: the room waits for its pages.
+        state.recordings.start(&pass.call.room, Some(&pass.call.id), Some(agent.id)).await?;
+    }
+    Ok(pass_json(&pass))
+}
+
+#[derive(Deserialize)]
+pub struct Record {
+    on: bool,
+}
+
+/// An agent in the call starts or stops recording it.
+pub async fn record(
+    State(state): State<Arc<AppState>>,
+    agent: SignedInAgent,
+    Path(id): Path<String>,
+    Json(body): Json<Record>,
+) -> Result<impl IntoResponse, ApiError> {
+    let call = state.calls.live_call_of(&id, agent.id).await?;
+    let recording = if body.on {
+        Some(state.recordings.start(&call.room, Some(&call.id), Some(agent.id)).await?)
+    } else {
+        state.recordings.stop(&call.room).await?;
+        None
+    };
+    tracing::info!(call = %id, agent = %agent.email, on = body.on, "recording toggled");
+    Ok(Json(serde_json::json!({ "recording": recording })))
+}
+
+/// A recording's file, for a signed-in agent: played in the console
+/// (ranges, for seeking) or downloaded (`?download`).
+pub async fn recording_file(
+    State(state): State<Arc<AppState>>,
+    _agent: SignedInAgent,
+    Path(id): Path<String>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    let path = state.recordings.file_path(&id).await?;
+    let download =
+        req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "download" || p.starts_with("download=")));
+    let mut res = tower_http::services::ServeFile::new_with_mime(&path, &"video/webm".parse().expect("mime"))
+        .try_call(req)
+        .await
+        .map_err(|e| {
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::StorageError, format!("reading the recording: {e}"))
+        })?
+        .map(axum::body::Body::new);
+    let headers = res.headers_mut();
+    headers.insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("private, no-store"));
+    if download {
+        let name = format!("attachment; filename=\"recording-{id}.webm\"");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&name) {
+            headers.insert(axum::http::header::CONTENT_DISPOSITION, v);
+        }
+    }
+    Ok(res)
 }
 
 #[derive(Deserialize)]
@@ -114,7 +171,17 @@ pub async fn join(
 
 pub async fn history(State(state): State<Arc<AppState>>, _agent: SignedInAgent) -> Result<impl IntoResponse, ApiError> {
     let calls = state.calls.store.history(200).await?;
-    Ok(Json(serde_json::json!({ "calls": calls.iter().map(view).collect::<Vec<_>>() })))
+    let ids: Vec<String> = calls.iter().map(|c| c.id.clone()).collect();
+    let mut recordings = state.recordings.of_calls(&ids).await?;
+    let rows: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::json!(view(c));
+            v["recordings"] = serde_json::json!(recordings.remove(&c.id).unwrap_or_default());
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "calls": rows })))
 }
 
 pub async fn queue(State(state): State<Arc<AppState>>, _agent: SignedInAgent) -> Result<impl IntoResponse, ApiError> {

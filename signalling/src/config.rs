@@ -125,6 +125,22 @@ pub struct ServeArgs {
     /// Mark the agent session cookie Secure (set when serving over HTTPS).
     #[arg(long, env = "SWITCHBOARD_SECURE_COOKIES", global = true)]
     pub secure_cookies: bool,
+    /// Where recordings are written (default: `recordings` in the data dir).
+    #[arg(long, env = "SWITCHBOARD_RECORDINGS_DIR", global = true)]
+    pub recordings_dir: Option<PathBuf>,
+    /// Record every call an agent accepts (customers are told before they call).
+    #[arg(long, env = "SWITCHBOARD_RECORD_CALLS", global = true)]
+    pub record_calls: bool,
+    /// Delete recordings older than this (e.g. 30d); kept forever if unset.
+    #[arg(long, env = "SWITCHBOARD_RECORDING_RETENTION", value_parser = humantime::parse_duration, global = true)]
+    pub recording_retention: Option<Duration>,
+}
+
+impl ServeArgs {
+    /// The recordings directory: `--recordings-dir`, or in the data dir.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.recordings_dir.clone().unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
 }
 
 #[derive(Args, Debug)]

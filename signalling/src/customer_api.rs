@@ -152,6 +152,7 @@ pub async fn hangup(
         (None, Err(e)) => return Err(e),
     }
     let call = state.calls.finish(&id).await?;
+    state.recordings.stop(&call.room).await?;
     let duration_ms = call.accepted_at.zip(call.ended_at).map(|(a, e)| e - a);
     Ok(Json(serde_json::json!({ "status": call.status, "duration_ms": duration_ms })))
 }

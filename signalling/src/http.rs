@@ -61,7 +61,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/calls/{id}/accept", post(agent_api::accept))
         .route("/api/calls/{id}/invite", post(agent_api::invite))
         .route("/api/calls/{id}/join", post(agent_api::join))
+        .route("/api/calls/{id}/record", post(agent_api::record))
+        .route("/api/recordings/{id}", get(agent_api::recording_file))
+        .route("/api/config", get(page_config))
         .with_state(state)
+}
+
+/// What the pages need to know before a call: whether calls are recorded.
+async fn page_config(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "record_calls": state.recordings.record_calls && state.recordings.enabled() }))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {

@@ -26,6 +26,7 @@ pub mod ice_servers;
 pub mod metrics;
 pub mod protocol;
 pub mod ratelimit;
+pub mod recordings;
 pub mod resume;
 pub mod sink;
 pub mod store;
@@ -56,6 +57,9 @@ pub struct AppState {
     pub sessions: resume::Sessions,
     /// How long a session whose connection dropped waits for a resume.
     pub resume_grace: std::time::Duration,
+    pub recordings: Arc<recordings::Recordings>,
+    /// Recordings older than this are deleted.
+    pub recording_retention: Option<std::time::Duration>,
 }
 
 /// The call flow's settings.
@@ -69,12 +73,17 @@ pub struct FlowConfig {
     /// How long a session whose WebSocket dropped waits for the client to
     /// resume it before the participant leaves.
     pub resume_grace: std::time::Duration,
+    /// Record every accepted call (recording needs the media plane's
+    /// `recordings_dir`).
+    pub record_calls: bool,
+    pub recording_retention: Option<std::time::Duration>,
 }
 
 /// A running server's parts, for `main` and for tests.
 pub struct Server {
     pub state: Arc<AppState>,
     shutdown_tx: watch::Sender<bool>,
+    recording_events: tokio::sync::mpsc::UnboundedReceiver<sfu::RecordingEvent>,
 }
 
 impl Server {
@@ -86,7 +95,12 @@ impl Server {
         flow: FlowConfig,
     ) -> std::io::Result<Server> {
         let clients = Arc::new(sink::Clients::default());
+        let (recording_tx, recording_events) = tokio::sync::mpsc::unbounded_channel();
+        clients.follow_recordings(recording_tx);
+        let recordings_dir = sfu_config.recordings_dir.clone();
         let sfu = Sfu::start(sfu_config, clients.clone())?;
+        let recordings =
+            recordings::Recordings::new(flow.store.clone(), sfu.clone(), recordings_dir, flow.record_calls);
         let (shutdown_tx, shutdown) = watch::channel(false);
         let calls = calls::Calls::new(flow.store, keys.clone(), flow.queue_timeout);
         let limits = ratelimit::Limits::new(flow.calls_per_minute, flow.logins_per_minute);
@@ -104,8 +118,10 @@ impl Server {
             metrics,
             sessions: resume::Sessions::default(),
             resume_grace: flow.resume_grace,
+            recordings: Arc::new(recordings),
+            recording_retention: flow.recording_retention,
         };
-        Ok(Server { state: Arc::new(state), shutdown_tx })
+        Ok(Server { state: Arc::new(state), shutdown_tx, recording_events })
     }
 
     /// Serves HTTP on `listener` until `signal` resolves, then tells every
@@ -126,6 +142,14 @@ impl Server {
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = http::router(self.state.clone());
+        match self.state.recordings.mark_interrupted().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!("{n} recording(s) were interrupted by the last stop; they play up to where they got")
+            }
+            Err(e) => tracing::error!("marking interrupted recordings: {e}"),
+        }
+        let follower = tokio::spawn(recordings::follow(self.state.recordings.clone(), self.recording_events));
         let tx = self.shutdown_tx;
         let mut done = self.state.shutdown.clone();
         let graceful = async move {
@@ -157,7 +181,15 @@ impl Server {
             }
         };
         housekeeping.abort();
-        self.state.sfu.shutdown();
+        // Joins the recorder too: every file is finished, and its last
+        // report kept before we exit.
+        let sfu = self.state.sfu.clone();
+        let _ = tokio::task::spawn_blocking(move || sfu.shutdown()).await;
+        self.state.clients.stop_following_recordings();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), follower).await;
+        if let Err(e) = self.state.recordings.finish_all().await {
+            tracing::error!("closing recordings: {e}");
+        }
         res
     }
 }
@@ -171,6 +203,11 @@ async fn housekeeping(state: Arc<AppState>) {
         state.calls.sweep_missed().await;
         if n % 60 == 0 {
             state.limits.forget_idle();
+        }
+        if let Some(retention) = state.recording_retention.filter(|_| n % 600 == 0) {
+            if let Err(e) = state.recordings.expire(retention).await {
+                tracing::error!("deleting old recordings: {e}");
+            }
         }
     }
 }

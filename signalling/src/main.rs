@@ -70,6 +70,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let shards =
         if args.shards == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.shards };
+    let recordings_dir = args.recordings_dir();
     let sfu_config = sfu::SfuConfig {
         shards,
         udp_bind: args.udp_bind,
@@ -77,6 +78,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_ip: args.public_ip,
         room_spill_at: args.room_spill_at,
         tcp_port: args.tcp_port,
+        recordings_dir: Some(recordings_dir),
     };
     let turn = match (&args.turn_secret, &args.turn_username, &args.turn_credential) {
         (Some(secret), ..) => TurnAuth::Secret { secret: secret.clone(), ttl: args.turn_ttl },
@@ -100,6 +102,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             calls_per_minute: args.calls_per_minute,
             logins_per_minute: args.logins_per_minute,
             resume_grace: args.resume_grace,
+            record_calls: args.record_calls,
+            recording_retention: args.recording_retention,
             // Over HTTPS the session cookie is Secure whatever the flag says.
             secure_cookies: args.secure_cookies || tls.is_some(),
         };

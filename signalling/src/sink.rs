@@ -1,7 +1,9 @@
 //! Delivers media-plane events to each participant's WebSocket task.
 
+use std::sync::Mutex;
+
 use dashmap::DashMap;
-use sfu::{ClientEvent, EventSink, ParticipantId};
+use sfu::{ClientEvent, EventSink, ParticipantId, RecordingEvent};
 use tokio::sync::mpsc;
 
 /// Events queued per connection before it counts as too slow. Events are
@@ -11,6 +13,8 @@ pub const CLIENT_QUEUE: usize = 256;
 #[derive(Default)]
 pub struct Clients {
     senders: DashMap<ParticipantId, mpsc::Sender<ClientEvent>>,
+    /// Where the recorder's reports go (`recordings::follow`).
+    recordings: Mutex<Option<mpsc::UnboundedSender<RecordingEvent>>>,
 }
 
 impl Clients {
@@ -18,6 +22,17 @@ impl Clients {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         self.senders.insert(pid, tx);
         rx
+    }
+
+    /// Sends the recorder's reports to `tx` from now on.
+    pub fn follow_recordings(&self, tx: mpsc::UnboundedSender<RecordingEvent>) {
+        *self.recordings.lock().expect("recordings lock") = Some(tx);
+    }
+
+    /// No more reports (the media plane has stopped): the follower ends
+    /// once it has kept what was sent.
+    pub fn stop_following_recordings(&self) {
+        self.recordings.lock().expect("recordings lock").take();
     }
 
     pub fn unregister(&self, pid: ParticipantId) {
@@ -44,6 +59,14 @@ impl EventSink for Clients {
             // then reports `slow_consumer` and leaves the room.
             tracing::warn!(participant = %to, "signalling client too slow; disconnecting");
             self.senders.remove(&to);
+        }
+    }
+
+    fn recording(&self, event: RecordingEvent) {
+        // Unbounded: a few events per file every couple of seconds, and
+        // losing one would leave a row wrong.
+        if let Some(tx) = self.recordings.lock().expect("recordings lock").as_ref() {
+            let _ = tx.send(event);
         }
     }
 }

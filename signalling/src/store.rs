@@ -135,6 +135,11 @@ pub enum OpenError {
 }
 
 impl Store {
+    /// The pool, for the modules that keep their own tables (recordings).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Opens (creating if needed) the database in `data_dir` and migrates it.
     pub async fn open(data_dir: &Path) -> Result<Store, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|e| OpenError::Dir(data_dir.to_path_buf(), e))?;

@@ -115,9 +115,53 @@ async function loadHistory() {
         td.textContent = v;
         tr.append(td);
       }
+      const rec = document.createElement('td');
+      rec.append(...(c.recordings || []).map((r) => recordingItem(c, r)));
+      if (!rec.childElementCount) rec.textContent = '—';
+      tr.append(rec);
       tbody.append(tr);
     }
   } catch (e) { /* signed out */ }
+}
+
+const size = (b) => (b >= 1e6 ? `${(b / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(b / 1e3))} kB`);
+
+// One recording in the history: a line per file (whose, how long, how big,
+// its state), each with Play (in the page) and Download.
+function recordingItem(call, r) {
+  const box = document.createElement('div');
+  box.className = 'recording-item';
+  box.dataset.recording = r.id;
+  for (const f of r.files) {
+    const line = document.createElement('div');
+    line.className = 'recording-file';
+    line.dataset.file = f.id;
+    const what = `${f.identity}${f.screen ? ' (screen)' : ''}: ${clock(f.duration_ms)}, ${size(f.bytes)}`;
+    const state = f.status === 'finished' ? '' : ` — ${f.status}${f.error ? `: ${f.error}` : ''}`;
+    const label = document.createElement('span');
+    label.textContent = what + state;
+    const play = document.createElement('button');
+    play.type = 'button'; play.textContent = 'Play';
+    play.setAttribute('aria-label', `Play the recording of ${f.identity}${f.screen ? ' (screen)' : ''} in the call with ${call.customer_name}`);
+    play.onclick = () => {
+      let v = line.querySelector('video');
+      if (!v) {
+        v = document.createElement('video');
+        v.controls = true; v.src = `/api/recordings/${encodeURIComponent(f.id)}`;
+        v.className = 'recording-player';
+        line.append(v);
+      }
+      v.play().catch(() => {});
+    };
+    const dl = document.createElement('a');
+    dl.href = `/api/recordings/${encodeURIComponent(f.id)}?download`;
+    dl.textContent = 'Download';
+    dl.setAttribute('download', '');
+    line.append(label, ' ', play, ' ', dl);
+    box.append(line);
+  }
+  if (!r.files.length) box.textContent = `recording ${r.status}${r.error ? `: ${r.error}` : ''}`;
+  return box;
 }
 
 // ---- calls ----------------------------------------------------------------
@@ -158,11 +202,33 @@ async function inviteControls(call) {
   return [select, invite];
 }
 
+// "Record" / "Stop recording": the button follows what the server says
+// (another agent in the call may start or stop it too).
+function recordControl(call) {
+  const button = document.createElement('button');
+  button.type = 'button'; button.id = 'record'; button.textContent = 'Record';
+  let on = false;
+  button.onclick = async () => {
+    button.disabled = true;
+    try {
+      await api('POST', `/api/calls/${encodeURIComponent(call.id)}/record`, { on: !on });
+    } catch (e) {
+      document.getElementById('status').textContent = e.message;
+    } finally {
+      button.disabled = false;
+    }
+  };
+  const follow = (msg) => { on = msg.on; button.textContent = on ? 'Stop recording' : 'Record'; };
+  return { button, follow };
+}
+
 async function enterCall(pass) {
   agent.inCall = pass.call;
   $('console').hidden = true;
-  const controls = await inviteControls(pass.call);
+  const record = recordControl(pass.call);
+  const controls = [record.button, ...await inviteControls(pass.call)];
   window.SwitchboardCall.start({
+    onRecording: record.follow,
     mount: $('call'),
     token: pass.token,
     room: pass.room,

@@ -8,6 +8,7 @@
   const CALL_HTML = `
 <header class="bar">
   <strong class="call-title"></strong>
+  <span id="recording" class="recording" role="status" aria-label="Recording" hidden>● REC</span>
   <span id="status" role="status" aria-live="polite">Connecting…</span>
 </header>
 <p id="media-notice" class="media-notice" role="alert" hidden></p>
@@ -62,6 +63,7 @@
   //   onLeave()          called when the user leaves, before the socket closes
   //   onClosed(msg)      called once when the session is over, for any reason
   //   controls           extra buttons to put in the control bar
+  //   onRecording(msg)   the room's recording started or stopped ({on, error})
   // Returns the call's state, also exposed as `window.switchboard` (tests).
   function start(opts) {
     opts.mount.innerHTML = CALL_HTML;
@@ -82,6 +84,7 @@
       iceRestarts: 0,
       lastRestart: 0,
       stallTimer: null,
+      recording: false,        // the room is being recorded
     };
     window.switchboard = state;
     const setStatus = (text) => { $('status').textContent = text; };
@@ -331,6 +334,12 @@
           if (t) t.fig.classList.toggle('paused', msg.type === 'track_paused');
           break;
         }
+        case 'recording':
+          state.recording = msg.on;
+          $('recording').hidden = !msg.on;
+          if (msg.error) setStatus(msg.error);
+          if (opts.onRecording) opts.onRecording(msg);
+          break;
         case 'error': setStatus(`Error: ${msg.message}`); console.warn('server error', msg); break;
         case 'closed': finish(msg); break;
       }

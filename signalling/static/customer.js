@@ -106,6 +106,9 @@ $('cancel').onclick = async () => {
 
 $('again').onclick = () => { location.reload(); };
 
+// Told before the call starts when every call is recorded.
+fetch('/api/config').then((r) => r.json()).then((c) => { $('recorded-notice').hidden = !c.record_calls; }).catch(() => {});
+
 // A reload while waiting continues the same request.
 const saved = sessionStorage.getItem('switchboard-call');
 preview();

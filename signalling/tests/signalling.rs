@@ -26,6 +26,7 @@ async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
         public_ip: vec![],
         room_spill_at: sfu::DEFAULT_SPILL_AT,
         tcp_port: Some(0),
+        recordings_dir: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let store = signalling::store::Store::open(dir.path()).await.unwrap();
@@ -37,6 +38,8 @@ async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
         resume_grace: Duration::from_secs(2),
         logins_per_minute: 10,
         secure_cookies: false,
+        record_calls: false,
+        recording_retention: None,
     };
     let turn = TurnAuth::Secret { secret: TURN_SECRET.into(), ttl: Duration::from_secs(3600) };
     let ice = IceServers::new(vec!["stun:127.0.0.1:3478".into(), "turn:127.0.0.1:3478".into()], turn).unwrap();

@@ -89,6 +89,13 @@ export async function startServer({ shards = 2, args = [], netns = null, tls = f
     },
     /** Stops the server (SIGTERM) and starts it again on the same port and data. */
     restart: async () => { await halt(); await launch(); },
+    /** Kills the server (SIGKILL: no clean-up at all) and starts it again. */
+    crash: async () => {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGKILL');
+      await exited;
+      await launch();
+    },
     stop: async () => {
       await halt();
       rmSync(dataDir, { recursive: true, force: true });

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::format::Codec;
+use str0m::rtp::rtcp::SenderInfo;
 use str0m::rtp::{ExtensionValues, Vp8Descriptor};
 
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
@@ -138,6 +139,13 @@ pub enum ClientEvent {
     TrackResumed {
         mid: String,
     },
+    /// The room is being recorded (`on`), or no longer; `error` says why
+    /// a recording stopped by itself (e.g. the disk is full).
+    Recording {
+        on: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// Something the client sent was refused; the session goes on.
     Error {
         code: ErrorCode,
@@ -193,6 +201,16 @@ pub enum ShardCommand {
         room: Arc<str>,
         shards: Vec<ShardId>,
     },
+    /// Record `participant`'s tracks for `recording` (`None`: stop).
+    Record {
+        participant: ParticipantId,
+        recording: Option<Arc<str>>,
+    },
+    /// The recorder lost packets of `track` (or starts it): a keyframe, please.
+    RecorderKeyframe {
+        track: TrackId,
+        layer: Layer,
+    },
     Shutdown,
 }
 
@@ -241,6 +259,9 @@ pub struct MediaPacket {
     pub keyframe: bool,
     /// Its VP8 payload descriptor, parsed once for every leg's renumbering.
     pub vp8: Option<Vp8Descriptor>,
+    /// The publisher's last RTCP sender report for this stream (recording
+    /// places RTP time on a wallclock with it).
+    pub sender_info: Option<SenderInfo>,
 }
 
 /// A data channel message relayed to a room, already tagged with its sender.

@@ -268,13 +268,10 @@ impl LayerChoice {
 /// A switch still waiting this long for its keyframe asks again.
 const SWITCH_RETRY: Duration = Duration::from_secs(1);
 
-/// The width and height a VP8 keyframe declares (RFC 6386 9.1), if
-/// `payload` (RTP payload, descriptor included) starts one.
-pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+/// The length of the VP8 payload descriptor (RFC 7741 4.2) that starts
+/// `payload`, if it is all there.
+pub fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
     let b0 = *payload.first()?;
-    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
-        return None;
-    }
     let mut i = 1;
     if b0 & 0x80 != 0 {
         let x = *payload.get(1)?;
@@ -289,6 +286,17 @@ pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
             i += 1;
         }
     }
+    (i <= payload.len()).then_some(i)
+}
+
+/// The width and height a VP8 keyframe declares (RFC 6386 9.1), if
+/// `payload` (RTP payload, descriptor included) starts one.
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let b0 = *payload.first()?;
+    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
+        return None;
+    }
+    let i = vp8_descriptor_len(payload)?;
     let frame = payload.get(i..i + 10)?;
     if frame[0] & 0x01 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
         return None;

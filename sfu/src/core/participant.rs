@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
+
+use crate::record::Tap;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
@@ -130,6 +132,8 @@ pub struct Participant {
     /// What the client's browser estimates its link carries of what we
     /// send it, from its REMB reports, and the layer allocation made of it.
     pub budget: LegBudget,
+    /// Set while it is recorded: its routes' taps are clones of this.
+    pub record: Option<Tap>,
 }
 
 /// Retransmissions a leg keeps answering NACKs with, as a share of what it
@@ -219,6 +223,7 @@ impl Participant {
             nacks_seen: HashMap::new(),
             written: false,
             budget: LegBudget::default(),
+            record: None,
         }
     }
 

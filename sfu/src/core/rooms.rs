@@ -42,6 +42,8 @@ struct Room {
     /// The speakers last announced to the room, loudest first (also told
     /// to whoever joins).
     announced: Vec<Speaker>,
+    /// The recording in progress: every member is recorded, joiners too.
+    recording: Option<Arc<str>>,
 }
 
 impl Room {
@@ -168,6 +170,13 @@ impl Rooms {
         let can_subscribe = req.permissions.can_subscribe;
         let room_name = req.room.clone();
         out.push(ControlOutput::Shard(shard, ShardCommand::AddParticipant { participant: pid, request: req }));
+        if let Some(recording) = &room.recording {
+            out.push(ControlOutput::Shard(
+                shard,
+                ShardCommand::Record { participant: pid, recording: Some(recording.clone()) },
+            ));
+            out.push(ControlOutput::Client(pid, ClientEvent::Recording { on: true, error: None }));
+        }
         if !before.contains_key(&shard) && !before.is_empty() {
             room.announce_shards(&room_name, out);
         }
@@ -178,6 +187,43 @@ impl Rooms {
             }
         }
         Joined { participant: pid, shard, others }
+    }
+
+    /// Starts recording every member of `room` (and whoever joins) for
+    /// `recording`, or stops (`None`, with the `error` that stopped it);
+    /// everyone is told. False if there is no such room to stop.
+    pub fn set_recording(
+        &mut self,
+        room: &str,
+        recording: Option<Arc<str>>,
+        error: Option<String>,
+        out: &mut Vec<ControlOutput>,
+    ) -> bool {
+        // A room to be recorded may be empty yet (an accepted call whose
+        // pages are still joining): it waits for them.
+        let r = match (self.rooms.get_mut(room), &recording) {
+            (Some(r), _) => r,
+            (None, Some(_)) => self.rooms.entry(Arc::from(room)).or_default(),
+            (None, None) => return false,
+        };
+        if r.recording == recording {
+            return true;
+        }
+        r.recording = recording.clone();
+        for (pid, m) in &r.members {
+            out.push(ControlOutput::Shard(
+                m.shard,
+                ShardCommand::Record { participant: *pid, recording: recording.clone() },
+            ));
+            let event = ClientEvent::Recording { on: recording.is_some(), error: error.clone() };
+            out.push(ControlOutput::Client(*pid, event));
+        }
+        true
+    }
+
+    /// The recording in progress in `room`, if any.
+    pub fn recording(&self, room: &str) -> Option<Arc<str>> {
+        self.rooms.get(room).and_then(|r| r.recording.clone())
     }
 
     fn subscribe(&self, subscriber: ParticipantId, shard: ShardId, track: TrackInfo, out: &mut Vec<ControlOutput>) {

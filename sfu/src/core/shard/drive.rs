@@ -149,6 +149,7 @@ impl Fabric {
                     layer,
                     keyframe,
                     vp8,
+                    sender_info: rtp.last_sender_info,
                 };
                 self.work.push_back(Work::Forward { pkt: Arc::new(pkt), from_remote: false });
             }
@@ -225,7 +226,9 @@ impl Fabric {
         }
         let pubd = Published { track, kind, source, codecs, active: true, rids, speech: Default::default(), dynacast };
         p.published.insert(mid, pubd);
-        self.routes.entry(track).publisher = Some((slot, mid));
+        let route = self.routes.entry(track);
+        route.publisher = Some((slot, mid));
+        route.set_tap(p.record.clone().map(|t| (t, source)));
         info!(participant = %p.id, room = %p.room, %track, ?kind, source = source.as_str(), "track published");
         let info = TrackInfo { track, participant: p.id, identity: p.identity.clone(), kind, source, muted: false };
         self.outputs.push_back(ShardOutput::Control(ShardEvent::TrackPublished { track: info }));

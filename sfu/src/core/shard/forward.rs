@@ -12,14 +12,14 @@ use tracing::debug;
 
 use str0m::format::Codec;
 
-use super::{Fabric, ShardCore};
+use super::{Fabric, ShardCore, Work};
 use crate::core::command::{MediaMsg, MediaPacket};
 use crate::core::layers::{vp8_keyframe_size, Pass, MAX_LAYERS};
 use crate::core::participant::Participant;
 
 impl ShardCore {
     pub(super) fn forward(&mut self, pkt: Arc<MediaPacket>, from_remote: bool, now: Instant) {
-        let Fabric { routes, media_out, written, written_at, stats, .. } = &mut self.fabric;
+        let Fabric { routes, media_out, written, written_at, stats, work, .. } = &mut self.fabric;
         let Some(route) = routes.get_mut(&pkt.track) else { return };
         if !from_remote {
             for shard in &route.remote_shards {
@@ -32,6 +32,20 @@ impl ShardCore {
             route.layers.on_packet(pkt.layer, pkt.payload.len(), size, now);
         }
         let simulcast = video && route.layers.is_simulcast();
+        if !from_remote {
+            if let Some((tap, source)) = &route.tap {
+                // The best layer flowing is recorded; a new one starts at a keyframe.
+                let best = if simulcast { route.layers.best_for(None, now).unwrap_or(0) } else { 0 };
+                if video && route.tap_layer != Some(best) {
+                    debug!(track = %pkt.track, from = ?route.tap_layer, to = best, "recorded layer");
+                    route.tap_layer = Some(best);
+                    work.push_back(Work::Keyframe(pkt.track, best));
+                }
+                if (!video || pkt.layer == best) && !tap.offer(*source, &pkt) {
+                    stats.record_dropped += 1;
+                }
+            }
+        }
         for &slot in &route.subscribers {
             let Some(p) = self.peers.get_mut(slot) else { continue };
             match write_rtp(p, &pkt, simulcast, now) {

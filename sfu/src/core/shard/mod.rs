@@ -46,6 +46,7 @@ use super::layers::{Layer, LAYER_EVAL_INTERVAL, MAX_LAYERS};
 use super::participant::{self, DownTrack, Participant, CONNECT_TIMEOUT, SILENCE_TIMEOUT};
 use super::speech::SPEECH_INTERVAL;
 use super::timer::Timers;
+use crate::record::{RecorderLanes, Tap, TapInfo};
 pub use crate::stats::ShardStats;
 
 /// Data channel bytes we let queue towards one participant before dropping
@@ -103,6 +104,10 @@ struct Fabric {
     /// The speakers last reported per room (participants, loudest first).
     speakers_sent: HashMap<Arc<str>, Vec<ParticipantId>>,
     ufrags: VecDeque<UfragChange>,
+    /// Where recorded packets go, if recording is possible.
+    recorder: Option<RecorderLanes>,
+    /// Taps made here (unique with the shard id).
+    taps_made: u64,
 }
 
 pub struct ShardCore {
@@ -141,8 +146,15 @@ impl ShardCore {
                 speech_due: None,
                 speakers_sent: HashMap::new(),
                 ufrags: VecDeque::new(),
+                recorder: None,
+                taps_made: 0,
             },
         }
+    }
+
+    /// Lets this shard record its participants (see `record`).
+    pub fn set_recorder(&mut self, lanes: RecorderLanes) {
+        self.fabric.recorder = Some(lanes);
     }
 
     pub fn id(&self) -> ShardId {
@@ -418,6 +430,14 @@ impl ShardCore {
             let Some(offered) = published.and_then(|t| t.dynacast.as_ref()).map(|d| d.offered()) else { continue };
             any = true;
             let mut wanted = if route.remote_shards.is_empty() { [false; MAX_LAYERS] } else { offered };
+            // A recording takes the best layer: the one it records, and the
+            // top one offered (if the publisher can send it).
+            if route.tap.is_some() {
+                let top = (0..MAX_LAYERS).rev().find(|l| offered[*l]);
+                for l in [top, route.tap_layer.map(usize::from)].into_iter().flatten() {
+                    wanted[l] = true;
+                }
+            }
             for &slot in &route.subscribers {
                 let Some(p) = self.peers.get(slot) else { continue };
                 let Some(d) = p.down_by_track.get(track).map(|i| &p.down[*i]).filter(|d| d.choice.enabled) else {
@@ -486,6 +506,8 @@ impl ShardCore {
                     self.fabric.room_shards.insert(room, shards);
                 }
             }
+            ShardCommand::Record { participant, recording } => self.record(participant, recording),
+            ShardCommand::RecorderKeyframe { track, layer } => self.fabric.work.push_back(Work::Keyframe(track, layer)),
             ShardCommand::Shutdown => {
                 for slot in self.peers.occupied() {
                     self.remove(slot);
@@ -511,6 +533,9 @@ impl ShardCore {
     fn remove(&mut self, slot: Slot) {
         let Some(mut p) = self.peers.remove(slot) else { return };
         info!(participant = %p.id, room = %p.room, "participant removed");
+        if let Some(tap) = p.record.take() {
+            tap.close();
+        }
         p.rtc.disconnect();
         self.demux.remove(&p.ufrag, &p.addrs);
         let f = &mut self.fabric;
@@ -529,6 +554,31 @@ impl ShardCore {
             f.routes.remove_subscriber(*t, slot);
         }
         f.routes.prune();
+    }
+
+    /// Starts (a new tap on each of its tracks) or stops recording a participant.
+    fn record(&mut self, pid: ParticipantId, recording: Option<Arc<str>>) {
+        let Some(slot) = self.peers.slot_of(pid) else { return };
+        let Some(p) = self.peers.get_mut(slot) else { return };
+        let f = &mut self.fabric;
+        if let Some(old) = p.record.take() {
+            old.close();
+        }
+        if let (Some(recording), Some(lanes)) = (recording, f.recorder.clone()) {
+            f.taps_made += 1;
+            let info = TapInfo {
+                id: (f.id as u64) << 48 | f.taps_made,
+                recording,
+                participant: pid,
+                identity: p.identity.clone(),
+                shard: f.id,
+                dropped: Default::default(),
+            };
+            p.record = Some(Tap::new(info, lanes));
+        }
+        for pubd in p.published.values().filter(|t| t.active) {
+            f.routes.entry(pubd.track).set_tap(p.record.clone().map(|t| (t, pubd.source)));
+        }
     }
 
     fn signal(&mut self, now: Instant, pid: ParticipantId, signal: super::command::Signal) {

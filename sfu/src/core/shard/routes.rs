@@ -11,9 +11,10 @@ use rustc_hash::FxHashMap;
 use str0m::media::Mid;
 
 use crate::core::demux::Slot;
-use crate::core::ids::{ShardId, TrackId};
+use crate::core::ids::{ShardId, TrackId, TrackSource};
 use crate::core::keyframe::KeyframeThrottle;
 use crate::core::layers::{Layer, LayerStats, MAX_LAYERS};
+use crate::record::Tap;
 
 #[derive(Default)]
 pub struct Route {
@@ -26,6 +27,17 @@ pub struct Route {
     /// Its simulcast layers as seen here (video only).
     pub layers: LayerStats,
     keyframes: [KeyframeThrottle; MAX_LAYERS],
+    /// Set while the (local) publisher is recorded: its packets go to the
+    /// recorder too, and which layer (the best flowing) they come from.
+    pub tap: Option<(Tap, TrackSource)>,
+    pub tap_layer: Option<Layer>,
+}
+
+impl Route {
+    pub fn set_tap(&mut self, tap: Option<(Tap, TrackSource)>) {
+        self.tap = tap;
+        self.tap_layer = None;
+    }
 }
 
 /// Where a keyframe request for a track must go.
@@ -81,6 +93,7 @@ impl Routes {
     pub fn clear_publisher(&mut self, track: TrackId) {
         if let Some(r) = self.by_track.get_mut(&track) {
             r.publisher = None;
+            r.set_tap(None);
         }
     }
 
