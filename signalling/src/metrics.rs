@@ -118,6 +118,7 @@ const DROPS: &[(&str, Field)] = &[
     ("not_ready", |s| s.dropped_not_ready),
     ("lane_full", |s| s.dropped_lane_full),
     ("tcp_send_queue_full", |s| s.tcp_send_dropped),
+    ("recorder_lane_full", |s| s.record_dropped),
 ];
 
 impl MediaPlane {
