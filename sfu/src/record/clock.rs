@@ -32,8 +32,14 @@ impl SenderClock {
     }
 }
 
-/// One track's RTP timestamps, unwrapped and anchored on our clock at its
-/// first frame; after that only RTP time moves it (no jitter).
+/// How far a track's RTP-time placement may drift from where its sender
+/// reports put it before it is moved there.
+const RESYNC_NS: i128 = 5_000_000;
+
+/// One track's RTP timestamps, unwrapped and anchored on our clock; only
+/// RTP time moves it (no jitter), except that it follows the sender
+/// reports: anchored by arrival until the first one comes (a recording
+/// usually starts before it), it moves to where they place it.
 #[derive(Debug)]
 pub struct TrackClock {
     rate: u32,
@@ -53,10 +59,16 @@ impl TrackClock {
             Some((ts, ext)) => ext + i64::from(f.rtp_time.wrapping_sub(ts) as i32),
         };
         self.last = Some((f.rtp_time, ext));
-        let (ext0, ns0) = *self
-            .anchor
-            .get_or_insert_with(|| (ext, sender.place(f, self.rate).unwrap_or_else(|| arrival_ns(f, epoch))));
-        ns0 + i128::from(ext - ext0) * 1_000_000_000 / i128::from(self.rate)
+        let placed = sender.place(f, self.rate);
+        let (ext0, ns0) = *self.anchor.get_or_insert_with(|| (ext, placed.unwrap_or_else(|| arrival_ns(f, epoch))));
+        let ns = ns0 + i128::from(ext - ext0) * 1_000_000_000 / i128::from(self.rate);
+        match placed {
+            Some(p) if (p - ns).abs() > RESYNC_NS => {
+                self.anchor = Some((ext, p));
+                p
+            }
+            _ => ns,
+        }
     }
 }
 

@@ -443,7 +443,6 @@ fn finish(o: &mut Output, info: &TapInfo, dir: &Path, dropped: u64, events: &mut
 mod tests {
     //! The recorder fed packets as a shard would, its file read back with
     //! ffprobe (installed by `make test`).
-    use std::process::Command;
     use std::sync::atomic::AtomicU64;
     use std::time::SystemTime;
 
@@ -535,23 +534,8 @@ mod tests {
 
     /// (codec type, pts in ms, keyframe) of each packet in the file.
     fn packets(path: &Path) -> Vec<(String, i64, bool)> {
-        let out = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", "packet=codec_type,pts_time,flags", "-of", "csv=p=0"])
-            .arg(path)
-            .output()
-            .expect("ffprobe (make test installs ffmpeg)");
-        assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                Some((
-                    f.first()?.to_string(),
-                    (f.get(1)?.parse::<f64>().ok()? * 1000.0).round() as i64,
-                    f.get(2)?.contains('K'),
-                ))
-            })
-            .collect()
+        let kind = |video| if video { "video" } else { "audio" }.to_string();
+        crate::testbed::ffprobe_packets(path).into_iter().map(|p| (kind(p.video), p.pts_ms, p.keyframe)).collect()
     }
 
     fn drain(core: &mut RecorderCore) -> Vec<RecordingEvent> {

@@ -19,7 +19,9 @@ use crate::io::batch::{Sent, BATCH};
 use crate::io::turn::{Driver, ShardIo};
 
 mod link;
+mod record;
 pub use link::{Link, ReceiveEstimator};
+pub use record::{ffprobe_packets, ivf_frames, BedRecorder, FilePacket};
 use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
@@ -71,6 +73,11 @@ pub struct Client {
     /// included (a link with steady loss, the same on every run).
     pub lose_every: Option<usize>,
     rtp_towards: usize,
+    /// RTP datagrams this client sends to lose on the way (an outage).
+    pub lose_uplink: usize,
+    /// Lose every n-th RTP datagram this client sends (a lossy uplink).
+    pub lose_uplink_every: Option<usize>,
+    rtp_from: usize,
     /// The link from the server to this client and the client's estimate
     /// of it; `None`: unlimited, and no estimate (see [`Bed::set_downlink`]).
     pub downlink: Option<(Link<Transmit>, ReceiveEstimator)>,
@@ -160,6 +167,8 @@ pub struct Bed {
     drivers: Vec<Driver>,
     pub rooms: Rooms,
     pub clients: HashMap<ParticipantId, Client>,
+    /// A real recorder, when [`Bed::record_into`] made one.
+    pub recorder: Option<BedRecorder>,
     next_pid: u64,
     next_port: u16,
 }
@@ -184,6 +193,7 @@ impl Bed {
             drivers: (0..shards).map(|_| Driver::default()).collect(),
             rooms: Rooms::new(shards, spill_at),
             clients: HashMap::new(),
+            recorder: None,
             next_pid: 1,
             next_port: 1000,
         }
@@ -291,6 +301,9 @@ impl Bed {
                 lose_rtp: 0,
                 lose_every: None,
                 rtp_towards: 0,
+                lose_uplink: 0,
+                lose_uplink_every: None,
+                rtp_from: 0,
                 downlink: None,
                 rx_ssrcs: Vec::new(),
             },
@@ -408,6 +421,26 @@ impl Bed {
         tx.write_rtp(RtpWrite::new(pt, seq, ts, now, payload.to_vec()).marker(true).nackable(true));
     }
 
+    /// Publishes one RTP packet of `kind` from `pid` with the caller's
+    /// sequence number and RTP time, captured at `captured` (the sender
+    /// reports' wallclock; earlier than now for a packet that took a while
+    /// to encode): for tests that need real media clocks.
+    pub fn send_rtp_at(
+        &mut self,
+        pid: ParticipantId,
+        kind: MediaKind,
+        (seq, ts, captured): (u64, u32, Instant),
+        marker: bool,
+        payload: Vec<u8>,
+    ) {
+        let c = self.clients.get_mut(&pid).unwrap();
+        let mid = c.send_mids.iter().find(|(k, _)| *k == kind).unwrap().1;
+        let pt = c.pt(if kind == MediaKind::Audio { Codec::Opus } else { Codec::Vp8 });
+        let mut api = c.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, None).expect("send stream");
+        tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, captured, payload).marker(marker).nackable(true));
+    }
+
     /// Publishes one 20 ms Opus packet from `pid` carrying `level` (dBov,
     /// −127..=0) in its RFC 6464 audio level extension.
     pub fn send_speech(&mut self, pid: ParticipantId, level: i8) {
@@ -486,6 +519,7 @@ impl Bed {
                 .map(|c| c.timeout)
                 .chain(self.clients.values().filter_map(|c| c.downlink.as_ref().and_then(|(l, e)| l.next_event(e))))
                 .chain(self.shards.iter().filter_map(|s| s.next_timeout()))
+                .chain(self.recorder.as_ref().map(|r| r.next_timeout(self.now)))
                 .min()
                 .unwrap_or(end)
                 .max(self.now);
@@ -525,6 +559,7 @@ impl Bed {
                 }
                 moved |= self.deliver_shard_outputs(i);
             }
+            moved |= self.pump_recorder();
             if !moved {
                 return;
             }
@@ -648,6 +683,13 @@ impl Bed {
                 }
                 Output::Transmit(t) => {
                     moved = true;
+                    if is_rtp(&t.contents) {
+                        c.rtp_from += 1;
+                        if c.lose_uplink > 0 || c.lose_uplink_every.is_some_and(|n| c.rtp_from % n == 0) {
+                            c.lose_uplink = c.lose_uplink.saturating_sub(1);
+                            continue;
+                        }
+                    }
                     let shard = (t.destination.port() - 5000) as usize;
                     self.io[shard].inbox.push_back((t.source, t.destination, t.contents.to_vec()));
                 }
