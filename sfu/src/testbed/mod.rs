@@ -685,7 +685,7 @@ impl Bed {
                     moved = true;
                     if is_rtp(&t.contents) {
                         c.rtp_from += 1;
-                        if c.lose_uplink > 0 || c.lose_uplink_every.is_some_and(|n| c.rtp_from % n == 0) {
+                        if c.lose_uplink > 0 || c.lose_uplink_every.is_some_and(|n| c.rtp_from.is_multiple_of(n)) {
                             c.lose_uplink = c.lose_uplink.saturating_sub(1);
                             continue;
                         }
