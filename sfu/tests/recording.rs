@@ -56,7 +56,7 @@ impl Camera {
             self.seq[0] += 1;
             let audio = vec![0xfc; if mark == Some(self.ticks) { 77 } else { 60 }];
             bed.send_rtp_at(self.pid, MediaKind::Audio, (self.seq[0], audio_ts, at), true, audio);
-            if self.ticks % 2 == 0 {
+            if self.ticks.is_multiple_of(2) {
                 // The frame sent now was captured `video_delay` ago.
                 let lag = (self.video_delay.as_millis() / TICK.as_millis()) as u64;
                 let marked = mark.is_some_and(|m| m + lag == self.ticks);
