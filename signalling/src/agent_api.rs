@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::agents::{self, ApiError, SignedInAgent};
 use crate::calls::{CallEvent, RoomPass};
+use crate::server_api::RecordingReader;
 use crate::store::{now_ms, Call};
 use crate::AppState;
 
@@ -117,15 +118,20 @@ pub async fn record(
     Ok(Json(serde_json::json!({ "recording": recording })))
 }
 
-/// A recording's file, for a signed-in agent: played in the console
-/// (ranges, for seeking) or downloaded (`?download`).
+/// A recording's file, for a signed-in agent or a server token granting
+/// its room: played in the console (ranges, for seeking) or downloaded
+/// (`?download`).
 pub async fn recording_file(
     State(state): State<Arc<AppState>>,
-    _agent: SignedInAgent,
+    reader: RecordingReader,
     Path(id): Path<String>,
     req: axum::extract::Request,
 ) -> Result<axum::response::Response, ApiError> {
-    let path = state.recordings.file_path(&id).await?;
+    let (path, room) = state.recordings.file(&id).await?;
+    if !reader.may_read(&room) {
+        // As for a file that does not exist: ids of other rooms are not confirmed.
+        return Err(ApiError(StatusCode::NOT_FOUND, ErrorCode::NoSuchRecording, "no such recording".into()));
+    }
     let download =
         req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "download" || p.starts_with("download=")));
     let mut res = tower_http::services::ServeFile::new_with_mime(&path, &"video/webm".parse().expect("mime"))

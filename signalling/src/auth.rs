@@ -1,6 +1,8 @@
 //! Access tokens: HS256 JWTs signed with an API key's secret, carrying grants
 //! in the shape LiveKit users know (`iss` = API key, `sub` = identity,
-//! `video.room`, `video.roomJoin`, `video.canPublish`, `video.canSubscribe`).
+//! `video.room`, `video.roomJoin`, `video.canPublish`, `video.canSubscribe`;
+//! for the server API `video.roomRecord` and `video.roomAdmin`, for one
+//! room or, with no `video.room`, every room).
 
 use sfu::ErrorCode;
 use std::collections::HashMap;
@@ -14,9 +16,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VideoGrant {
+    #[serde(default)]
     pub room: String,
     #[serde(default)]
     pub room_join: bool,
+    /// Server API: start and stop recordings, fetch their files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_record: bool,
+    /// Server API: everything about rooms (recording included).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_admin: bool,
     #[serde(default = "yes")]
     pub can_publish: bool,
     #[serde(default = "yes")]
@@ -25,6 +34,13 @@ pub struct VideoGrant {
 
 fn yes() -> bool {
     true
+}
+
+impl VideoGrant {
+    /// May record `room` and fetch its recordings.
+    pub fn may_record(&self, room: &str) -> bool {
+        (self.room_record || self.room_admin) && (self.room.is_empty() || self.room == room)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +85,8 @@ pub enum AuthError {
     UnknownKey,
     #[error("access token does not grant joining a room")]
     NoJoinGrant,
+    #[error("access token grants no server API access")]
+    NoServerGrant,
 }
 
 impl AuthError {
@@ -79,7 +97,7 @@ impl AuthError {
             AuthError::Invalid => ErrorCode::BadToken,
             AuthError::Expired => ErrorCode::TokenExpired,
             AuthError::UnknownKey => ErrorCode::BadToken,
-            AuthError::NoJoinGrant => ErrorCode::NotAllowed,
+            AuthError::NoJoinGrant | AuthError::NoServerGrant => ErrorCode::NotAllowed,
         }
     }
 }
@@ -178,9 +196,24 @@ impl Keys {
             sub: identity.to_string(),
             exp: unix_now() + ttl.as_secs(),
             nbf: None,
-            video: VideoGrant { room: room.to_string(), room_join: true, can_publish, can_subscribe },
+            video: VideoGrant {
+                room: room.to_string(),
+                room_join: true,
+                can_publish,
+                can_subscribe,
+                room_record: false,
+                room_admin: false,
+            },
             call: None,
         })
+    }
+
+    /// A server API token granting recording of `room` (every room if `None`).
+    pub fn mint_recorder(&self, room: Option<&str>, identity: &str, ttl: Duration) -> Result<String, KeysError> {
+        let mut claims = self.claims(room.unwrap_or(""), identity, ttl, false, false)?;
+        claims.video.room_join = false;
+        claims.video.room_record = true;
+        self.sign(&claims)
     }
 
     pub fn sign_session(&self, agent: i64, email: &str, ttl: Duration) -> Result<String, KeysError> {
@@ -236,6 +269,16 @@ impl Keys {
     pub fn sign(&self, claims: &Claims) -> Result<String, KeysError> {
         let secret = self.secrets.get(&claims.iss).ok_or(KeysError::NoKey)?;
         Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes()))?)
+    }
+
+    /// A server API token: signed, current, and granting something beyond
+    /// joining (what exactly is the endpoint's to check).
+    pub fn verify_server(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = self.decode::<Claims>(token, |c| &c.iss, |_| {})?;
+        if !(claims.video.room_record || claims.video.room_admin) {
+            return Err(AuthError::NoServerGrant);
+        }
+        Ok(claims)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {

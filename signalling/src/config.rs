@@ -145,10 +145,16 @@ impl ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct TokenArgs {
+    /// The room to join; with --record, the one room the token may record
+    /// (every room without it).
+    #[arg(long, required_unless_present = "record")]
+    pub room: Option<String>,
+    #[arg(long, required_unless_present = "record", default_value_if("record", "true", "server"))]
+    pub identity: Option<String>,
+    /// A server API token instead (for backends): start and stop
+    /// recordings, list them and fetch their files.
     #[arg(long)]
-    pub room: String,
-    #[arg(long)]
-    pub identity: String,
+    pub record: bool,
     /// Validity, e.g. 1h, 30m, 7d.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,

@@ -12,7 +12,7 @@ use axum::Router;
 
 use crate::AppState;
 
-use crate::{agent_api, customer_api};
+use crate::{agent_api, customer_api, server_api};
 
 const CUSTOMER_HTML: &str = include_str!("../static/index.html");
 const AGENT_HTML: &str = include_str!("../static/agent.html");
@@ -63,6 +63,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/calls/{id}/join", post(agent_api::join))
         .route("/api/calls/{id}/record", post(agent_api::record))
         .route("/api/recordings/{id}", get(agent_api::recording_file))
+        .route("/api/rooms/{room}/recording", post(server_api::start_recording).delete(server_api::stop_recording))
+        .route("/api/rooms/{room}/recordings", get(server_api::room_recordings))
         .route("/api/config", get(page_config))
         .with_state(state)
 }

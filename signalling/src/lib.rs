@@ -28,6 +28,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod recordings;
 pub mod resume;
+pub mod server_api;
 pub mod sink;
 pub mod store;
 pub mod tls;

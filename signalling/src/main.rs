@@ -25,7 +25,13 @@ fn main() -> anyhow::Result<()> {
             if created {
                 eprintln!("created a dev API key in {}", path.display());
             }
-            println!("{}", keys.mint(&t.room, &t.identity, t.ttl, !t.no_publish, !t.no_subscribe)?);
+            let identity = t.identity.as_deref().unwrap_or("server");
+            let token = match &t.room {
+                _ if t.record => keys.mint_recorder(t.room.as_deref(), identity, t.ttl)?,
+                Some(room) => keys.mint(room, identity, t.ttl, !t.no_publish, !t.no_subscribe)?,
+                None => anyhow::bail!("--room is needed for a join token"),
+            };
+            println!("{token}");
             Ok(())
         }
         Some(Command::Agent(cmd)) => agent(cmd, &cli.serve),

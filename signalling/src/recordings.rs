@@ -122,6 +122,11 @@ impl Recordings {
         Ok(())
     }
 
+    /// The id of the recording in progress in `room`.
+    pub fn current(&self, room: &str) -> Option<String> {
+        self.sfu.recording(room).map(|r| r.to_string())
+    }
+
     pub fn is_recording(&self, room: &str) -> bool {
         self.sfu.recording(room).is_some()
     }
@@ -204,19 +209,31 @@ impl Recordings {
                 .bind(&file)
                 .execute(pool)
                 .await?;
+                let room: Option<(String,)> = sqlx::query_as("SELECT room FROM recordings WHERE id = ?")
+                    .bind(&*recording)
+                    .fetch_optional(pool)
+                    .await?;
+                let Some((room,)) = room else { return Ok(()) };
+                let current = self.sfu.recording(&room).as_deref() == Some(&*recording);
                 if let Some(error) = error {
                     // A file that cannot be written stops the whole recording,
                     // and the room is told why; the call goes on.
-                    let room: Option<(String,)> = sqlx::query_as("SELECT room FROM recordings WHERE id = ?")
-                        .bind(&*recording)
-                        .fetch_optional(pool)
-                        .await?;
-                    if let Some((room,)) = room {
-                        if self.sfu.recording(&room).as_deref() == Some(&*recording) {
-                            self.sfu.stop_recording(&room, Some(format!("recording stopped: {error}")));
-                        }
+                    if current {
+                        self.sfu.stop_recording(&room, Some(format!("recording stopped: {error}")));
                     }
                     self.end(&recording, "failed", Some(&error)).await?;
+                } else if !current {
+                    // The room emptied (the media plane forgets a recording
+                    // with its room): the recording ends with its last file.
+                    let open: (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM recording_files WHERE recording_id = ? AND status = 'recording'",
+                    )
+                    .bind(&*recording)
+                    .fetch_one(pool)
+                    .await?;
+                    if open.0 == 0 {
+                        self.end(&recording, "finished", None).await?;
+                    }
                 }
             }
         }
@@ -237,7 +254,26 @@ impl Recordings {
         for c in calls {
             q = q.bind(c);
         }
-        for r in q.fetch_all(self.store.pool()).await? {
+        for (call, view) in self.with_files(q.fetch_all(self.store.pool()).await?).await? {
+            out.entry(call.unwrap_or_default()).or_default().push(view);
+        }
+        Ok(out)
+    }
+
+    /// The recordings of `room` (calls' and others), newest first.
+    pub async fn of_room(&self, room: &str) -> Result<Vec<RecordingView>, sqlx::Error> {
+        let rows = sqlx::query_as::<_, RecordingRow>(
+            "SELECT id, call_id, started_at, ended_at, status, error FROM recordings WHERE room = ? ORDER BY started_at DESC",
+        )
+        .bind(room)
+        .fetch_all(self.store.pool())
+        .await?;
+        Ok(self.with_files(rows).await?.into_iter().map(|(_, v)| v).collect())
+    }
+
+    async fn with_files(&self, rows: Vec<RecordingRow>) -> Result<Vec<(Option<String>, RecordingView)>, sqlx::Error> {
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
             let files = sqlx::query_as::<_, FileView>(
                 "SELECT id, identity, screen, offset_ms, duration_ms, bytes, gaps, status, error FROM recording_files \
                  WHERE recording_id = ? ORDER BY offset_ms, identity",
@@ -253,24 +289,27 @@ impl Recordings {
                 error: r.error,
                 files,
             };
-            out.entry(r.call_id.unwrap_or_default()).or_default().push(view);
+            out.push((r.call_id, view));
         }
         Ok(out)
     }
 
-    /// The path of file `id`, if it exists.
-    pub async fn file_path(&self, id: &str) -> Result<PathBuf, ApiError> {
+    /// File `id`: its path, if it exists, and its recording's room.
+    pub async fn file(&self, id: &str) -> Result<(PathBuf, String), ApiError> {
         let missing = || ApiError(StatusCode::NOT_FOUND, ErrorCode::NoSuchRecording, "no such recording".into());
         let dir = self.dir.as_ref().ok_or_else(missing)?;
-        let row: Option<(String,)> = sqlx::query_as("SELECT path FROM recording_files WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.store.pool())
-            .await?;
-        let path = dir.join(row.ok_or_else(missing)?.0);
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT f.path, r.room FROM recording_files f JOIN recordings r ON r.id = f.recording_id WHERE f.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(self.store.pool())
+        .await?;
+        let (path, room) = row.ok_or_else(missing)?;
+        let path = dir.join(path);
         if !path.is_file() {
             return Err(missing());
         }
-        Ok(path)
+        Ok((path, room))
     }
 
     /// Deletes recordings (files and rows) that started before `retention`.

@@ -111,7 +111,14 @@ async fn joins_without_a_valid_grant_are_refused() {
         sub: "late".into(),
         exp: unix_now() - 600,
         nbf: None,
-        video: VideoGrant { room: "r".into(), room_join: true, can_publish: true, can_subscribe: true },
+        video: VideoGrant {
+            room: "r".into(),
+            room_join: true,
+            can_publish: true,
+            can_subscribe: true,
+            room_record: false,
+            room_admin: false,
+        },
         call: None,
     };
     assert_refused(&url, &Keys::single(KEY, SECRET).sign(&expired).unwrap(), None, "token_expired").await;

@@ -79,6 +79,9 @@ export async function startServer({ shards = 2, args = [], netns = null, tls = f
     log: () => log,
     token: (room, identity, extra = []) =>
       execFileSync(BIN, ['token', '--data-dir', dataDir, '--room', room, '--identity', identity, ...extra]).toString().trim(),
+    /** A server API token granting recording (of `room`, or of every room). */
+    recorderToken: (room = null) =>
+      execFileSync(BIN, ['token', '--data-dir', dataDir, '--record', ...(room ? ['--room', room] : [])]).toString().trim(),
     /** Creates an agent account with the CLI, as an operator would. */
     addAgent: (email, password) =>
       execFileSync(BIN, ['agent', 'add', '--data-dir', dataDir, '--email', email, '--password-stdin'], { input: `${password}\n`, stdio: ['pipe', 'ignore', 'ignore'] }),

@@ -2,11 +2,12 @@
 // records a call with a customer; the files are real WebM (ffprobe, ffmpeg
 // decode them without errors), listed in the console's history and played
 // there; nobody without a session gets them; a recording cut by `kill -9`
-// plays up to the kill and is listed as interrupted.
+// plays up to the kill and is listed as interrupted; a backend records a
+// plain room through the server API (a screen share in its own file).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, launchBrowser, waitFor, sleep, SMALL_CAMERA } from './harness.mjs';
 
@@ -64,10 +65,11 @@ const lastPackets = (file) => {
   for (const line of out.trim().split('\n')) { const [type, t] = line.split(','); last[type] = Math.max(last[type] || 0, Number(t)); }
   return last;
 };
-// Decoder errors only: `-fps_mode passthrough` keeps ffmpeg's null output
-// from re-timing the camera's variable frame rate (its "non monotonically
+// Decoder errors only: `-fps_mode passthrough` and the file's own time
+// base (`-enc_time_base -1`) keep ffmpeg's null output from re-timing the
+// camera's variable frame rate onto a coarser grid (its "non monotonically
 // increasing dts" complaints are about its own output, not the file).
-const decodeErrors = (file) => execFileSync('sh', ['-c', `ffmpeg -v error -i '${file}' -fps_mode passthrough -f null - 2>&1 >/dev/null`]).toString();
+const decodeErrors = (file) => execFileSync('sh', ['-c', `ffmpeg -v error -i '${file}' -fps_mode passthrough -enc_time_base -1 -f null - 2>&1 >/dev/null`]).toString();
 /** CPU seconds of the server's recorder thread so far (its report of the cost). */
 const recorderCpu = () => {
   const tasks = `/proc/${server.proc.pid}/task`;
@@ -190,4 +192,86 @@ test('kill -9 mid-recording: after a restart the file plays up to the kill and t
   assert.equal(r.status, 'interrupted');
   assert.ok(r.files.every((f) => f.status === 'interrupted' && f.duration_ms >= 2000), 'each file with how far it got');
   for (const p of [ann, customer]) await p.context().close();
+});
+
+test('a backend records a plain room through the server API: a file per camera and one for the screen share; only its grant reads them', { timeout: 180000 }, async () => {
+  if (!server) { server = await startServer({ shards: 2 }); server.addAgent(...ANN); browser = await launchBrowser(); }
+  const ROOM = 'standup';
+  const [alice, bob] = [await page(`${server.url}/room/${ROOM}?token=${server.token(ROOM, 'alice')}`), await page(`${server.url}/room/${ROOM}?token=${server.token(ROOM, 'bob')}`)];
+  await Promise.all([receiving(alice, 'bob'), receiving(bob, 'alice')]);
+  const api = (method, path, token) => fetch(`${server.url}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} })
+    .then(async (r) => [r.status, await r.json().catch(() => null)]);
+  const url = `/api/rooms/${ROOM}/recording`;
+
+  // Refused: no token, a participant's join token, a grant for another room.
+  const [none, joinToken, otherRoom] = [await api('POST', url), await api('POST', url, server.token(ROOM, 'alice')), await api('POST', url, server.recorderToken('elsewhere'))];
+  assert.deepEqual([none[0], none[1].error], [401, 'missing_token']);
+  assert.deepEqual([joinToken[0], joinToken[1].error], [403, 'not_allowed']);
+  assert.deepEqual([otherRoom[0], otherRoom[1].error], [403, 'not_allowed']);
+  assert.equal(await alice.getByRole('status', { name: 'Recording' }).isVisible(), false, 'refused calls started nothing');
+
+  const token = server.recorderToken(ROOM);
+  const [started, body] = await api('POST', url, token);
+  assert.equal(started, 200);
+  const t0 = Date.now();
+  for (const p of [alice, bob]) await p.getByRole('status', { name: 'Recording' }).waitFor({ timeout: 5000 });
+  await sleep(3000);
+  // Alice shares her screen for 4 s: a file of its own.
+  await alice.getByRole('button', { name: 'Share screen' }).click();
+  const tShare = Date.now();
+  await waitFor(async () => (await inbound(bob)).alice?.screenFramesDecoded > 0, 20000, 'bob decoding the screen');
+  await sleep(4000);
+  await alice.getByRole('button', { name: 'Share screen' }).click();
+  await sleep(1000);
+  assert.deepEqual(await api('DELETE', url, token), [200, { recording: null }]);
+  const recorded = (Date.now() - t0) / 1000;
+  for (const p of [alice, bob]) await p.getByRole('status', { name: 'Recording' }).waitFor({ state: 'hidden', timeout: 5000 });
+
+  const rec = await waitFor(async () => {
+    const [status, list] = await api('GET', `/api/rooms/${ROOM}/recordings`, token);
+    const r = status === 200 && list.recordings.find((x) => x.id === body.recording);
+    return r && r.status === 'finished' && r.files.length === 3 && r.files.every((f) => f.status === 'finished') && r;
+  }, 15000, 'three finished files listed by the API');
+  console.log(`API recording ${rec.id}: files ${JSON.stringify(rec.files.map((f) => [f.identity, f.screen, f.offset_ms, f.duration_ms, f.bytes]))}`);
+  const screen = rec.files.find((f) => f.screen);
+  assert.equal(screen.identity, 'alice');
+  // On the recording's timeline the share starts ~3 s in and lasts ~4–5 s.
+  const shareAt = (tShare - t0) / 1000;
+  assert.ok(Math.abs(screen.offset_ms / 1000 - shareAt) < 1.5, `screen file at ${screen.offset_ms} ms, shared at ${shareAt.toFixed(1)} s`);
+  assert.ok(screen.duration_ms >= 3000 && screen.duration_ms <= 6500, `screen ${screen.duration_ms} ms`);
+  for (const f of rec.files.filter((x) => !x.screen)) {
+    assert.ok(Math.abs(f.duration_ms / 1000 - recorded) <= 1, `${f.identity}'s camera ${f.duration_ms} ms of ${recorded} s`);
+  }
+
+  // The files through the API, with the grant: real WebM, decodable.
+  const tmp = join(server.dataDir, 'fetched');
+  mkdirSync(tmp, { recursive: true });
+  for (const f of rec.files) {
+    const r = await fetch(`${server.url}/api/recordings/${f.id}?download`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(r.status, 200);
+    const path = join(tmp, `${f.id}.webm`);
+    writeFileSync(path, Buffer.from(await r.arrayBuffer()));
+    if (process.env.RECORDING_DEBUG) execFileSync('cp', [path, '/tmp/']);
+    const p = probe(path);
+    const codecs = p.streams.map((s) => s.codec_name).sort();
+    console.log(`${f.identity}${f.screen ? ' screen' : ''}: ${codecs.join('+')} ${p.streams.find((s) => s.codec_type === 'video').width}x${p.streams.find((s) => s.codec_type === 'video').height}, ${Number(p.format.duration).toFixed(2)} s`);
+    assert.deepEqual(codecs, f.screen ? ['vp8'] : ['opus', 'vp8']);
+    assert.equal(decodeErrors(path).trim(), '', `ffmpeg decodes ${f.identity}'s file without errors`);
+  }
+  // Another room's grant does not learn the file exists; no grant is 401.
+  const elsewhere = await fetch(`${server.url}/api/recordings/${screen.id}`, { headers: { authorization: `Bearer ${server.recorderToken('elsewhere')}` } });
+  assert.equal(elsewhere.status, 404);
+  assert.equal((await fetch(`${server.url}/api/recordings/${screen.id}`)).status, 401);
+
+  // A recording ends by itself when everyone has left.
+  const [again, second] = await api('POST', url, token);
+  assert.equal(again, 200);
+  await bob.getByRole('status', { name: 'Recording' }).waitFor({ timeout: 5000 });
+  await sleep(2000);
+  for (const p of [alice, bob]) await p.context().close();
+  await waitFor(async () => {
+    const [, list] = await api('GET', `/api/rooms/${ROOM}/recordings`, token);
+    const r = list.recordings.find((x) => x.id === second.recording);
+    return r && r.status === 'finished' && r.files.length === 2 && r.files.every((f) => f.status === 'finished');
+  }, 20000, 'the second recording finished when the room emptied');
 });
