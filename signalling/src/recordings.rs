@@ -349,3 +349,69 @@ pub async fn follow(recordings: Arc<Recordings>, mut events: mpsc::UnboundedRece
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nobody;
+    impl sfu::EventSink for Nobody {
+        fn deliver(&self, _: sfu::ParticipantId, _: sfu::ClientEvent) {}
+    }
+
+    async fn recording(store: &Store, dir: &std::path::Path, id: &str, age: Duration, status: &str) {
+        let started = now_ms() - age.as_millis() as i64;
+        sqlx::query("INSERT INTO recordings (id, room, started_at, status) VALUES (?, 'r', ?, ?)")
+            .bind(id)
+            .bind(started)
+            .bind(status)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let path = format!("{id}/1-camera.webm");
+        sqlx::query(
+            "INSERT INTO recording_files (id, recording_id, path, identity, screen, offset_ms, status, updated_at) \
+             VALUES (?, ?, ?, 'a', 0, 0, ?, ?)",
+        )
+        .bind(format!("f{id}"))
+        .bind(id)
+        .bind(&path)
+        .bind(status)
+        .bind(started)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        std::fs::create_dir_all(dir.join(id)).unwrap();
+        std::fs::write(dir.join(path), b"webm").unwrap();
+    }
+
+    #[tokio::test]
+    async fn recordings_past_the_retention_lose_their_files_and_rows_others_stay() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("recordings");
+        let store = Store::open(data.path()).await.unwrap();
+        let config = sfu::SfuConfig { shards: 1, udp_port: 0, recordings_dir: Some(dir.clone()), ..Default::default() };
+        let sfu = Sfu::start(config, Arc::new(Nobody)).unwrap();
+        let recordings = Recordings::new(store.clone(), sfu.clone(), Some(dir.clone()), false);
+        let day = Duration::from_secs(86_400);
+        recording(&store, &dir, "old", 40 * day, "finished").await;
+        recording(&store, &dir, "oldfailed", 31 * day, "failed").await;
+        recording(&store, &dir, "recent", 29 * day, "finished").await;
+        // Still being written (a month-long room): never deleted under it.
+        recording(&store, &dir, "live", 40 * day, "recording").await;
+
+        assert_eq!(recordings.expire(30 * day).await.unwrap(), 2);
+        let left: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM recordings ORDER BY id").fetch_all(store.pool()).await.unwrap();
+        assert_eq!(left, [("live".to_string(),), ("recent".to_string(),)]);
+        let files: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM recording_files").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(files.0, 2);
+        for (id, kept) in [("old", false), ("oldfailed", false), ("recent", true), ("live", true)] {
+            assert_eq!(dir.join(id).join("1-camera.webm").exists(), kept, "{id}");
+        }
+        assert!(recordings.file("frecent").await.is_ok());
+        assert!(recordings.file("fold").await.is_err());
+        sfu.shutdown();
+    }
+}

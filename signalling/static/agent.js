@@ -218,15 +218,24 @@ function recordControl(call) {
       button.disabled = false;
     }
   };
-  const follow = (msg) => { on = msg.on; button.textContent = on ? 'Stop recording' : 'Record'; };
-  return { button, follow };
+  // Why a recording stopped by itself (e.g. the disk is full) stays on
+  // screen until the next start: the call goes on without it.
+  const error = document.createElement('span');
+  error.id = 'record-error'; error.className = 'notice'; error.setAttribute('role', 'alert'); error.hidden = true;
+  const follow = (msg) => {
+    on = msg.on;
+    button.textContent = on ? 'Stop recording' : 'Record';
+    error.hidden = !msg.error;
+    error.textContent = msg.error ? msg.error.charAt(0).toUpperCase() + msg.error.slice(1) : '';
+  };
+  return { button, error, follow };
 }
 
 async function enterCall(pass) {
   agent.inCall = pass.call;
   $('console').hidden = true;
   const record = recordControl(pass.call);
-  const controls = [record.button, ...await inviteControls(pass.call)];
+  const controls = [record.button, record.error, ...await inviteControls(pass.call)];
   window.SwitchboardCall.start({
     onRecording: record.follow,
     mount: $('call'),

@@ -7,7 +7,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, launchBrowser, waitFor, sleep, SMALL_CAMERA } from './harness.mjs';
 
@@ -274,4 +275,52 @@ test('a backend records a plain room through the server API: a file per camera a
     const r = list.recordings.find((x) => x.id === second.recording);
     return r && r.status === 'finished' && r.files.length === 2 && r.files.every((f) => f.status === 'finished');
   }, 20000, 'the second recording finished when the room emptied');
+});
+
+test('--record-calls with a disk that fills: the customer is told before the call, the agent sees the recording stop, the call goes on', { timeout: 180000 }, async () => {
+  if (!browser) browser = await launchBrowser();
+  // A 600 kB disk for recordings: full a few seconds into the call.
+  const disk = mkdtempSync(join(tmpdir(), 'switchboard-small-disk-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=600k', 'tmpfs', disk]);
+  const small = await startServer({ shards: 1, args: ['--record-calls', '--recordings-dir', disk] });
+  try {
+    small.addAgent(...ANN);
+    const ann = await page(`${small.url}/agent`);
+    await ann.getByLabel('Email').fill(ANN[0]);
+    await ann.getByLabel('Password').fill(ANN[1]);
+    await ann.getByRole('button', { name: 'Sign in' }).click();
+    await ann.getByRole('heading', { name: 'Waiting customers' }).waitFor();
+    const customer = await page(`${small.url}/`);
+    await customer.getByText('Calls are recorded').waitFor({ timeout: 5000 });
+    await customer.getByLabel('Your name').fill('Dora');
+    await customer.getByRole('button', { name: 'Start call' }).click();
+    await ann.locator('.queue-item', { hasText: 'Dora' }).getByRole('button', { name: 'Accept' }).click();
+    // Recorded from the start, without anyone pressing Record.
+    for (const p of [ann, customer]) await p.getByRole('status', { name: 'Recording' }).waitFor({ timeout: 10000 });
+    await Promise.all([receiving(ann, 'Dora'), receiving(customer, ANN[0])]);
+
+    const alert = ann.getByRole('alert').filter({ hasText: /recording stopped/i });
+    await alert.waitFor({ timeout: 60000 });
+    console.log(`the agent sees: ${await alert.textContent()}`);
+    for (const p of [ann, customer]) await p.getByRole('status', { name: 'Recording' }).waitFor({ state: 'hidden', timeout: 5000 });
+    assert.equal(await ann.getByRole('button', { name: 'Record' }).isVisible(), true, 'the agent may try again');
+    // The call goes on: both still decode new frames.
+    const before = [(await inbound(ann)).Dora.framesDecoded, (await inbound(customer))[ANN[0]].framesDecoded];
+    await sleep(3000);
+    const later = [(await inbound(ann)).Dora.framesDecoded, (await inbound(customer))[ANN[0]].framesDecoded];
+    console.log(`frames decoded (agent, customer) 3 s apart after the failure: ${before} -> ${later}`);
+    assert.ok(later[0] > before[0] + 20 && later[1] > before[1] + 20, 'media keeps flowing');
+    await ann.getByRole('button', { name: 'Hang up' }).click();
+    await ann.getByRole('heading', { name: 'Waiting customers' }).waitFor({ timeout: 10000 });
+    const rec = (await history(ann)).calls.find((c) => c.customer_name === 'Dora').recordings[0];
+    console.log(`history: recording ${rec.status} (${rec.error}); files ${JSON.stringify(rec.files.map((f) => [f.identity, f.status, f.duration_ms]))}`);
+    assert.equal(rec.status, 'failed');
+    assert.match(rec.error, /space|write|disk/i);
+    // What was written before the disk filled still plays.
+    for (const f of files(disk)) assert.ok(lastPackets(f).video > 0.5, `${f} holds video`);
+    for (const p of [ann, customer]) await p.context().close();
+  } finally {
+    await small.stop();
+    execFileSync('umount', [disk]);
+  }
 });
