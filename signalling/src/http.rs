@@ -19,11 +19,15 @@ const AGENT_HTML: &str = include_str!("../static/agent.html");
 const ROOM_HTML: &str = include_str!("../static/room.html");
 const STYLE_CSS: &str = include_str!("../static/style.css");
 const FAVICON_SVG: &str = include_str!("../static/favicon.svg");
-/// Scripts: `call.js` is the in-call view all pages share.
+/// The client SDK (an ES module): the pages are built on it, and other
+/// apps load it from any origin (it is public code; the token a page joins
+/// with is the credential, and the WebSocket takes any origin).
+const SDK_JS: &str = include_str!("../static/switchboard-client.js");
+/// The pages' scripts (ES modules): `call.js` is the in-call view all pages
+/// share, `page.js` their helpers.
 const SCRIPTS: &[(&str, &str)] = &[
-    ("signal.js", include_str!("../static/signal.js")),
     ("call.js", include_str!("../static/call.js")),
-    ("files.js", include_str!("../static/files.js")),
+    ("page.js", include_str!("../static/page.js")),
     ("room.js", include_str!("../static/room.js")),
     ("customer.js", include_str!("../static/customer.js")),
     ("agent.js", include_str!("../static/agent.js")),
@@ -40,6 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/room/{room}", get(|| async { Html(ROOM_HTML) }))
         .route("/static/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], STYLE_CSS) }))
         .route("/static/{script}", get(script))
+        .route("/sdk/switchboard-client.js", get(sdk))
         // Browsers ask for /favicon.ico whatever the pages link.
         .route("/favicon.ico", get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON_SVG) }))
         .route("/healthz", get(|| async { "ok" }))
@@ -83,6 +88,10 @@ async fn script(Path(name): Path<String>) -> impl IntoResponse {
         Some((_, js)) => ([(header::CONTENT_TYPE, "text/javascript")], *js).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+async fn sdk() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], SDK_JS)
 }
 
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> impl IntoResponse {

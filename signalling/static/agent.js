@@ -1,23 +1,10 @@
 // The agent console: sign in, watch the queue live, accept, invite, history.
-'use strict';
+import { startCall } from '/static/call.js';
+import { $, api, clock, wsUrl } from '/static/page.js';
 
-const $ = (id) => document.getElementById(id);
 const agent = { me: null, queue: [], invites: [], history: [], feed: null, inCall: null };
 window.agent = agent;
 
-async function api(method, path, body) {
-  const res = await fetch(path, {
-    method,
-    headers: body ? { 'content-type': 'application/json' } : {},
-    body: body ? JSON.stringify(body) : undefined,
-    credentials: 'same-origin',
-  });
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) { const e = new Error(data.message || `request failed (${res.status})`); e.code = data.error; e.status = res.status; throw e; }
-  return data;
-}
-
-const clock = (ms) => { const s = Math.max(0, Math.round(ms / 1000)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`; };
 const say = (text) => { $('console-status').textContent = text; };
 
 function showConsole() {
@@ -83,7 +70,7 @@ function renderInvites() {
 }
 
 function connectFeed() {
-  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/agent/console`);
+  const ws = new WebSocket(wsUrl('/api/agent/console'));
   agent.feed = ws;
   ws.onmessage = (e) => {
     const m = JSON.parse(e.data);
@@ -236,7 +223,7 @@ async function enterCall(pass) {
   $('console').hidden = true;
   const record = recordControl(pass.call);
   const controls = [record.button, record.error, ...await inviteControls(pass.call)];
-  window.SwitchboardCall.start({
+  startCall({
     onRecording: record.follow,
     mount: $('call'),
     token: pass.token,

@@ -1,7 +1,7 @@
 // The customer page: ask for a call, wait in the queue, talk.
-'use strict';
+import { startCall, mediaUnavailable } from '/static/call.js';
+import { $, api, clock } from '/static/page.js';
 
-const $ = (id) => document.getElementById(id);
 const show = (id) => { for (const p of ['start', 'waiting', 'ended']) $(p).hidden = p !== id; };
 const customer = { call: null, stream: null, events: null, status: null };
 window.customer = customer;
@@ -11,22 +11,8 @@ async function preview() {
     customer.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
     $('preview').srcObject = customer.stream;
   } catch (e) {
-    $('start-error').textContent = `${window.SwitchboardCall.mediaUnavailable()}. You can still call and listen.`;
+    $('start-error').textContent = `${mediaUnavailable(e)}. You can still call and listen.`;
   }
-}
-
-async function api(path, body, token) {
-  const headers = { 'content-type': 'application/json' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(path, { method: 'POST', headers, body: JSON.stringify(body || {}) });
-  const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(data.message || `request failed (${res.status})`);
-  return data;
-}
-
-function clock(ms) {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
 function wait(call) {
@@ -57,14 +43,14 @@ function enterCall(call, agent) {
   if (customer.inCall) return;
   customer.inCall = true;
   for (const p of ['start', 'waiting', 'ended']) $(p).hidden = true;
-  window.SwitchboardCall.start({
+  startCall({
     mount: $('call'),
     token: call.token,
     room: call.room,
     title: agent ? `Call with ${agent}` : 'Your call',
     leaveLabel: 'Hang up',
     stream: customer.stream, // may still be null: the call asks for devices then
-    onLeave: () => api(`/api/calls/${encodeURIComponent(call.id)}/hangup`, {}, call.token),
+    onLeave: () => api('POST', `/api/calls/${encodeURIComponent(call.id)}/hangup`, {}, call.token),
     onClosed: (msg) => {
       sessionStorage.removeItem('switchboard-call');
       setTimeout(() => { $('call').hidden = true; over('Call ended', msg.code === 'call_ended' ? 'Thank you for calling.' : (msg.message || '')); }, 1500);
@@ -85,7 +71,7 @@ $('start-form').onsubmit = async (e) => {
   const button = e.submitter || $('start-form').querySelector('button');
   button.disabled = true;
   try {
-    const call = await api('/api/calls', { name: $('name').value, topic: $('topic').value });
+    const call = await api('POST', '/api/calls', { name: $('name').value, topic: $('topic').value });
     wait(call);
   } catch (err) {
     $('start-error').textContent = err.message;
@@ -98,7 +84,7 @@ $('cancel').onclick = async () => {
   const call = customer.call;
   if (!call) return;
   try {
-    await api(`/api/calls/${encodeURIComponent(call.id)}/cancel`, {}, call.token);
+    await api('POST', `/api/calls/${encodeURIComponent(call.id)}/cancel`, {}, call.token);
   } catch (err) {
     $('queue-status').textContent = err.message;
   }

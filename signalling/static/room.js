@@ -1,10 +1,10 @@
 // The room page: /room/{room}?token=… joins that room on load.
-'use strict';
+import { startCall } from '/static/call.js';
 
 const room = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 const token = new URLSearchParams(location.search).get('token') || '';
 if (!token) {
   document.getElementById('call').textContent = 'No access token in the link (?token=…)';
 } else {
-  window.SwitchboardCall.start({ mount: document.getElementById('call'), token, room, title: `room ${room}`, leaveLabel: 'Leave' });
+  startCall({ mount: document.getElementById('call'), token, room, title: `room ${room}`, leaveLabel: 'Leave' });
 }
