@@ -1,23 +1,34 @@
 // The in-call view the room page, the customer page and the agent console
-// share, drawn on the client SDK (/sdk/switchboard-client.js): tiles,
-// controls, chat, file transfer rows, recording and connection state.
+// share, drawn on the client SDK (/sdk/switchboard-client.js): the stage
+// (layout by who is there), tiles with their state, controls, the chat and
+// files drawer, devices, recording and connection state.
 import { Room, mediaUnavailable } from '/sdk/switchboard-client.js';
+
+const MIC_OFF = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true"><path fill="currentColor" d="M12 14a3 3 0 0 0 3-3V5a3 3 0 1 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.9V21h2v-3.1a7 7 0 0 0 6-6.9h-2z"/><path stroke="currentColor" stroke-width="2.2" d="M4 4l16 16"/></svg>';
 
 const CALL_HTML = `
 <header class="bar">
   <strong class="call-title"></strong>
-  <span id="recording" class="recording" role="status" aria-label="Recording" hidden>● REC</span>
-  <span id="status" role="status" aria-live="polite">Connecting…</span>
+  <span class="bar-end">
+    <span id="recording" class="recording" role="status" aria-label="Recording" hidden>● REC</span>
+    <span id="status" role="status" aria-live="polite">Connecting…</span>
+  </span>
 </header>
 <p id="media-notice" class="media-notice" role="alert" hidden></p>
-<main class="room">
-  <section id="tiles" class="tiles" aria-label="Participants">
-    <figure class="tile local" id="local-tile">
-      <video id="local-video" autoplay playsinline muted></video>
-      <figcaption id="local-label">You</figcaption>
-    </figure>
-  </section>
-  <aside class="side">
+<div class="call-body">
+  <main id="stage" class="stage">
+    <section id="tiles" class="tiles mode-alone" aria-label="Participants">
+      <figure class="tile local" id="local-tile">
+        <video id="local-video" autoplay playsinline muted></video>
+        <div class="placeholder" aria-hidden="true"><span class="initials"></span></div>
+        <figcaption><span id="local-label" class="name">You</span><span class="mic-off" role="img" aria-label="Your microphone is muted" hidden>${MIC_OFF}</span></figcaption>
+      </figure>
+    </section>
+    <p id="alone" class="stage-note" hidden>Waiting for others to join…</p>
+    <p id="banner" class="stage-banner" role="alert" hidden></p>
+  </main>
+  <aside id="side" class="side" aria-label="Chat and files">
+    <div class="side-head"><strong>Chat and files</strong><button id="side-close" type="button" aria-label="Close chat">✕</button></div>
     <section class="chat" aria-label="Chat">
       <ol id="chat-log" class="chat-log" aria-live="polite"></ol>
       <form id="chat-form" class="chat-form">
@@ -28,26 +39,59 @@ const CALL_HTML = `
     </section>
     <section class="files" aria-label="File transfers"><ul id="transfers" class="transfers"></ul></section>
   </aside>
-</main>
+</div>
 <footer class="controls">
-  <button id="mute" type="button" aria-pressed="false">Mute</button>
-  <button id="camera" type="button" aria-pressed="false">Camera off</button>
+  <button id="mute" type="button" aria-pressed="false" aria-keyshortcuts="M" title="Mute (M)">Mute</button>
+  <button id="camera" type="button" aria-pressed="false" aria-keyshortcuts="V" title="Camera off (V)">Camera off</button>
   <button id="share" type="button" aria-pressed="false">Share screen</button>
   <button id="send-file" type="button">Send file</button>
   <input id="file-input" type="file" hidden>
+  <button id="chat-toggle" type="button" aria-expanded="true" aria-controls="side">Chat<span id="unread" class="badge" hidden></span></button>
+  <button id="settings" type="button" aria-haspopup="dialog">Devices</button>
   <span id="extra-controls" class="extra-controls"></span>
   <button id="leave" type="button" class="danger">Leave</button>
-</footer>`;
+</footer>
+<dialog id="devices" class="devices" aria-labelledby="devices-title">
+  <form method="dialog" class="stack">
+    <h2 id="devices-title">Devices</h2>
+    <label for="pick-camera">Camera</label><select id="pick-camera"></select>
+    <label for="pick-microphone">Microphone</label><select id="pick-microphone"></select>
+    <label for="pick-speaker">Speaker</label><select id="pick-speaker"></select>
+    <p id="devices-error" class="error" role="alert"></p>
+    <button type="submit" class="primary">Done</button>
+  </form>
+</dialog>`;
 
 const $ = (id) => document.getElementById(id);
 const fmtSize = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`);
 const isScreen = (source) => source === 'screen_share' || source === 'screen_share_audio';
+const initials = (name) => (name.split(/[\s@._-]+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join('') || '?');
+// Tiles are drawn 16:9; a screen share keeps its own shape (contain).
+const ASPECT = 16 / 9;
+// Below this width the chat is a drawer over the stage, closed at first.
+const NARROW = 900;
+const QUALITY_EVERY_MS = 2000;
 
 const REASONS = {
-  call_ended: 'The call has ended', left: 'You left', server_shutdown: 'The server is restarting',
+  call_ended: 'The call has ended', left: 'You left the call', server_shutdown: 'The server is restarting',
   connection_lost: 'Connection lost: media could not get through',
   unreachable: 'Connection lost: could not reach the server again',
+  disconnected: 'Disconnected from the server',
 };
+
+/**
+ * The columns that make `n` tiles of `aspect` largest in a `w`×`h` box,
+ * and the tile size.
+ */
+export function bestGrid(n, w, h, gap = 8, aspect = ASPECT) {
+  let best = { cols: 1, width: 0, height: 0 };
+  for (let cols = 1; cols <= Math.max(1, n); cols++) {
+    const rows = Math.ceil(n / cols);
+    const width = Math.min((w - gap * (cols - 1)) / cols, ((h - gap * (rows - 1)) / rows) * aspect);
+    if (width > best.width) best = { cols, width: Math.floor(width), height: Math.floor(width / aspect) };
+  }
+  return best;
+}
 
 /**
  * Starts a call view in `opts.mount`:
@@ -55,6 +99,7 @@ const REASONS = {
  *   title              shown in the bar (defaults to the room)
  *   leaveLabel         "Leave" (room page) or "Hang up" (call pages)
  *   stream             the camera and microphone to publish (default: asked for)
+ *   names              identity -> name to show (e.g. the agent's display name)
  *   onLeave()          called when the user leaves, before the session ends
  *   onClosed(msg)      called once when the session is over, for any reason
  *   controls           extra elements to put in the control bar
@@ -68,43 +113,125 @@ export function startCall(opts) {
   $('leave').textContent = opts.leaveLabel || 'Leave';
   for (const b of opts.controls || []) $('extra-controls').append(b);
   const setStatus = (text) => { $('status').textContent = text; };
+  const nameOf = (identity) => (opts.names && opts.names[identity]) || identity;
 
   const room = new Room({ token: opts.token, room: opts.room, ...(opts.stream ? { stream: opts.stream } : {}) });
   room.ready.catch(() => {}); // a refusal arrives as `closed`
   window.switchboard = room;
-  const tiles = new Map(); // tile key (identity, or identity + ' screen') -> {fig, video, cap, videoMid, visible, wishTimer}
+  /** tile key (identity, or identity + ' screen') -> {fig, video, cap, name, identity, screen, videoMid, visible, wishTimer} */
+  const tiles = new Map();
+  const local = { fig: $('local-tile'), video: $('local-video'), local: true };
 
   // ---- tiles ----
 
-  function tileFor(key, label, stream) {
+  function tileFor(key, identity, screen, stream) {
     let t = tiles.get(key);
     if (t) return t;
     const fig = document.createElement('figure');
-    fig.className = 'tile';
+    fig.className = screen ? 'tile screen' : 'tile';
     fig.dataset.identity = key;
     fig.classList.toggle('speaking', room.speakers.some((s) => s.identity === key));
     const video = document.createElement('video');
     video.autoplay = true; video.playsInline = true;
+    const placeholder = document.createElement('div');
+    placeholder.className = 'placeholder';
+    placeholder.setAttribute('aria-hidden', 'true');
+    placeholder.innerHTML = '<span class="initials"></span>';
+    placeholder.firstChild.textContent = initials(nameOf(identity));
     const cap = document.createElement('figcaption');
-    cap.textContent = label;
-    fig.append(video, cap);
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = screen ? `${nameOf(identity)}'s screen` : nameOf(identity);
+    cap.append(name);
+    if (!screen) {
+      const mic = document.createElement('span');
+      mic.className = 'mic-off'; mic.setAttribute('role', 'img'); mic.setAttribute('aria-label', `${nameOf(identity)}'s microphone is muted`);
+      mic.innerHTML = MIC_OFF; mic.hidden = !remoteMuted(identity, 'microphone');
+      const q = document.createElement('button');
+      q.type = 'button'; q.className = 'quality'; q.dataset.level = 'unknown';
+      q.setAttribute('aria-label', `${nameOf(identity)}'s connection`);
+      q.innerHTML = '<i></i><i></i><i></i>';
+      const details = document.createElement('span');
+      details.className = 'quality-details'; details.hidden = true;
+      q.onclick = (e) => { e.stopPropagation(); details.hidden = !details.hidden; };
+      cap.append(mic);
+      fig.append(q, details);
+    }
+    fig.prepend(video, placeholder, cap);
     $('tiles').append(fig);
     video.srcObject = stream || new MediaStream();
-    t = { fig, video, cap, label, videoMid: null, visible: true, wishTimer: null };
+    t = { fig, video, cap, name, identity, screen, videoMid: null, visible: true, wishTimer: null };
     tiles.set(key, t);
     resizes.observe(video);
     sightings.observe(fig);
+    showCamera(t);
+    layout();
     return t;
   }
 
   function removeTile(key) {
     const t = tiles.get(key);
-    if (t) { t.fig.remove(); tiles.delete(key); }
+    if (t) { t.fig.remove(); tiles.delete(key); layout(); }
   }
 
-  // Adaptive stream: each camera tile tells the server how tall it is
-  // drawn, or that nobody sees it (hidden tab, scrolled away), so a
-  // thumbnail costs a thumbnail's simulcast layer and a hidden tile no video.
+  // Muted, as the publisher said (absent is not muted: a viewer has no microphone).
+  const remoteMuted = (identity, source) => [...room.tracks.values()].some((x) => x.identity === identity && x.source === source && x.muted);
+
+  // A camera tile without live video shows the person's initials.
+  function showCamera(t) {
+    if (t.screen) return;
+    const off = t.local
+      ? !room.local || !room.local.getVideoTracks().length || room.isMuted('video')
+      : remoteMuted(t.identity, 'camera') || !t.video.srcObject || !t.video.srcObject.getVideoTracks().length;
+    t.fig.classList.toggle('camera-off', off);
+  }
+
+  // ---- layout ----
+  //
+  // Alone: your camera fills the stage. Two: the other person fills it and
+  // your camera is a corner picture (click it to move it to the next
+  // corner). Three or more: a grid whose tiles are as large as the stage
+  // allows. A screen share: the share takes the stage, cameras a strip.
+
+  const corners = ['br', 'bl', 'tl', 'tr'];
+  let corner = 0;
+  local.fig.onclick = () => { corner = (corner + 1) % corners.length; layout(); };
+
+  function layout() {
+    const box = $('tiles');
+    const stage = $('stage');
+    const cams = [local, ...[...tiles.values()].filter((t) => !t.screen)];
+    const screens = [...tiles.values()].filter((t) => t.screen);
+    const mode = screens.length ? 'share' : cams.length === 1 ? 'alone' : cams.length === 2 ? 'pair' : 'grid';
+    box.className = `tiles mode-${mode}`;
+    for (const t of [...cams, ...screens]) { t.fig.classList.remove('main', 'pip', 'strip', ...corners.map((c) => `pip-${c}`)); t.fig.style.order = ''; }
+    box.style.gridTemplateColumns = ''; box.style.gridAutoRows = ''; box.style.gridTemplateRows = '';
+    $('alone').hidden = mode !== 'alone' || !!room.closed;
+    if (mode === 'alone') local.fig.classList.add('main');
+    if (mode === 'pair') {
+      cams[1].fig.classList.add('main');
+      local.fig.classList.add('pip', `pip-${corners[corner]}`);
+    }
+    local.fig.title = mode === 'pair' ? 'Click to move your picture' : '';
+    if (mode === 'grid') {
+      const g = bestGrid(cams.length, stage.clientWidth - 16, stage.clientHeight - 16);
+      box.style.gridTemplateColumns = `repeat(${g.cols}, ${g.width}px)`;
+      box.style.gridAutoRows = `${g.height}px`;
+      speakerFirst();
+    }
+    if (mode === 'share') {
+      screens[0].fig.classList.add('main');
+      const strip = [...cams, ...screens.slice(1)];
+      for (const t of strip) t.fig.classList.add('strip');
+    }
+  }
+  new ResizeObserver(() => layout()).observe($('stage'));
+
+  // ---- adaptive stream ----
+  //
+  // Each camera tile tells the server how tall it is drawn, or that nobody
+  // sees it (hidden tab, scrolled away), so a thumbnail costs a
+  // thumbnail's simulcast layer and a hidden tile no video.
   const tileOf = (el) => [...tiles.values()].find((t) => t.video === el || t.fig === el);
   const resizes = new ResizeObserver((entries) => { for (const e of entries) wishSoon(tileOf(e.target)); });
   const sightings = new IntersectionObserver((entries) => {
@@ -127,20 +254,28 @@ export function startCall(opts) {
     room.setSubscription(t.videoMid, seen ? { maxHeight: h } : { enabled: false });
   }
 
-  room.addEventListener('participant_joined', (e) => tileFor(e.detail.identity, e.detail.identity, room.streamOf(e.detail.identity, 'camera')));
+  // ---- what the room says ----
+
+  room.addEventListener('participant_joined', (e) => {
+    const { identity } = e.detail;
+    tileFor(identity, identity, false, room.streamOf(identity, 'camera'));
+  });
   room.addEventListener('participant_left', (e) => { removeTile(e.detail.identity); removeTile(`${e.detail.identity} screen`); });
   room.addEventListener('track', (e) => {
     const { identity, source, kind, mid, stream } = e.detail;
-    const t = isScreen(source) ? tileFor(`${identity} screen`, `${identity}'s screen`, stream) : tileFor(identity, identity, stream);
-    t.fig.hidden = false;
+    const screen = isScreen(source);
+    const t = tileFor(screen ? `${identity} screen` : identity, identity, screen, stream);
     if (t.video.srcObject !== stream) t.video.srcObject = stream;
-    if (kind === 'video' && !isScreen(source) && t.videoMid !== mid) { t.videoMid = mid; wishSoon(t); }
+    if (kind === 'video' && !screen && t.videoMid !== mid) { t.videoMid = mid; wishSoon(t); }
+    showCamera(t);
     t.video.play().catch(() => setStatus('Click anywhere to enable sound'));
   });
   room.addEventListener('track_ended', (e) => removeTile(`${e.detail.identity} screen`));
   room.addEventListener('mute', (e) => {
     const t = tiles.get(e.detail.identity);
-    if (t) t.cap.textContent = e.detail.identity + (e.detail.muted ? ' (muted)' : '');
+    if (!t) return;
+    if (e.detail.kind === 'audio') t.cap.querySelector('.mic-off').hidden = !e.detail.muted;
+    showCamera(t);
   });
   // The link cannot carry even the lowest layer: say so on the tile
   // instead of leaving a frozen frame.
@@ -148,31 +283,75 @@ export function startCall(opts) {
     const t = [...tiles.values()].find((x) => x.videoMid === e.detail.mid);
     if (t) t.fig.classList.toggle('paused', e.detail.paused);
   });
-  // Who speaks: their tiles are outlined; the loudest other speaker's tile
-  // moves to the front and stays there until someone else speaks.
+  // Who speaks: their tiles are outlined; in a grid the loudest other
+  // speaker's tile moves to the front and stays until someone else speaks.
+  let lastSpeaker = null;
+  function speakerFirst() {
+    for (const [key, t] of tiles) t.fig.style.order = key === lastSpeaker ? '-1' : '';
+  }
   room.addEventListener('speakers', (e) => {
     const speaking = new Set(e.detail.speakers.map((s) => s.identity));
-    $('local-tile').classList.toggle('speaking', speaking.has(room.identity));
+    local.fig.classList.toggle('speaking', speaking.has(room.identity));
     for (const [key, t] of tiles) t.fig.classList.toggle('speaking', speaking.has(key));
     const first = e.detail.speakers.find((s) => tiles.has(s.identity));
-    if (first) for (const [key, t] of tiles) t.fig.style.order = key === first.identity ? '-1' : '';
+    if (first) { lastSpeaker = first.identity; if ($('tiles').classList.contains('mode-grid')) speakerFirst(); }
   });
 
-  // ---- chat and files ----
+  // Connection quality of each remote tile, from getStats.
+  const qualityTimer = setInterval(async () => {
+    if (room.closed) return clearInterval(qualityTimer);
+    const q = await room.quality().catch(() => ({}));
+    for (const t of tiles.values()) {
+      const mark = !t.screen && t.fig.querySelector('.quality');
+      if (!mark) continue;
+      const s = q[t.identity];
+      const level = s ? s.level : 'unknown';
+      mark.dataset.level = level;
+      mark.setAttribute('aria-label', `${nameOf(t.identity)}'s connection: ${level}`);
+      t.fig.querySelector('.quality-details').textContent = s
+        ? `${level}: loss ${(s.loss * 100).toFixed(1)} %, jitter ${Math.round(s.jitter * 1000)} ms, round trip ${Math.round(s.rtt * 1000)} ms${s.stalled ? ', nothing arriving' : ''}`
+        : 'no media yet';
+    }
+  }, QUALITY_EVERY_MS);
+
+  // ---- chat and files (a drawer on narrow screens) ----
+
+  let unread = 0;
+  const narrow = () => window.innerWidth < NARROW;
+  function setSide(open) {
+    $('side').classList.toggle('open', open);
+    $('side').hidden = !open;
+    $('chat-toggle').setAttribute('aria-expanded', String(open));
+    if (open) { unread = 0; showUnread(); }
+  }
+  function showUnread() {
+    $('unread').hidden = unread === 0;
+    $('unread').textContent = String(unread);
+    $('chat-toggle').setAttribute('aria-label', unread ? `Chat, ${unread} unread` : 'Chat');
+  }
+  const sideOpen = () => !$('side').hidden;
+  function noteUnread() { if (!sideOpen()) { unread += 1; showUnread(); } }
+  setSide(!narrow());
+  // Crossing the width (a phone turned, a window resized) moves the chat
+  // out of the way or back beside the stage.
+  let wasNarrow = narrow();
+  window.addEventListener('resize', () => { if (narrow() !== wasNarrow) { wasNarrow = narrow(); setSide(!wasNarrow); } });
+  $('chat-toggle').onclick = () => setSide(!sideOpen());
+  $('side-close').onclick = () => setSide(false);
 
   function showChat(from, text) {
     const li = document.createElement('li');
     const who = document.createElement('span');
-    who.className = 'from'; who.textContent = from;
+    who.className = 'from'; who.textContent = nameOf(from);
     li.append(who, document.createTextNode(text));
     $('chat-log').append(li);
     li.scrollIntoView({ block: 'end' });
   }
-  room.addEventListener('chat', (e) => showChat(e.detail.from, e.detail.text));
+  room.addEventListener('chat', (e) => { showChat(e.detail.from, e.detail.text); noteUnread(); });
 
   room.addEventListener('transfer', (e) => {
     const t = e.detail.transfer;
-    const label = `${t.name} (${fmtSize(t.size)}) ${t.direction === 'in' ? 'from' : 'to'} ${t.peers.join(', ')}`;
+    const label = `${t.name} (${fmtSize(t.size)}) ${t.direction === 'in' ? 'from' : 'to'} ${t.peers.map(nameOf).join(', ')}`;
     const li = document.createElement('li');
     li.className = 'transfer';
     const name = document.createElement('span');
@@ -189,6 +368,7 @@ export function startCall(opts) {
     stop.onclick = () => t.cancel();
     li.append(name, bar, status, stop);
     $('transfers').append(li);
+    if (t.direction === 'in') noteUnread();
     const render = () => {
       bar.value = t.progress;
       status.textContent = t.status;
@@ -203,13 +383,17 @@ export function startCall(opts) {
     render();
   });
 
-  // ---- state ----
+  // ---- connection and session state ----
 
+  const banner = (text) => { $('banner').hidden = !text; $('banner').textContent = text || ''; };
   room.addEventListener('state', (e) => {
-    if (e.detail.state === 'reconnecting') setStatus('Reconnecting…');
-    else if (e.detail.state === 'connected') setStatus('Connected');
+    if (e.detail.state === 'reconnecting') { setStatus('Reconnecting…'); banner('Reconnecting…'); }
+    else if (e.detail.state === 'connected') { setStatus('Connected'); banner(''); }
   });
-  room.addEventListener('joined', (e) => { $('local-label').textContent = `${e.detail.identity} (you)`; });
+  room.addEventListener('joined', (e) => {
+    $('local-label').textContent = `${nameOf(e.detail.identity)} (you)`;
+    local.fig.querySelector('.initials').textContent = initials(nameOf(e.detail.identity));
+  });
   room.addEventListener('screen', (e) => {
     $('share').setAttribute('aria-pressed', String(e.detail.sharing));
     setStatus(e.detail.sharing ? 'You are sharing your screen' : 'Screen sharing stopped');
@@ -222,8 +406,13 @@ export function startCall(opts) {
   room.addEventListener('error', (e) => setStatus(`Error: ${e.detail.message}`));
   room.addEventListener('closed', (e) => {
     const msg = e.detail;
-    setStatus(REASONS[msg.code] || `Disconnected${msg.message ? `: ${msg.message}` : ''}`);
+    const why = REASONS[msg.code] || `Disconnected${msg.message ? `: ${msg.message}` : ''}`;
+    setStatus(why);
+    banner(why);
+    $('alone').hidden = true;
     for (const key of [...tiles.keys()]) removeTile(key);
+    local.video.srcObject = null;
+    showCamera(local);
     for (const b of opts.mount.querySelectorAll('.controls button')) b.disabled = true;
     if (opts.onClosed) opts.onClosed(msg);
   });
@@ -231,20 +420,29 @@ export function startCall(opts) {
   // ---- local media and controls ----
 
   room.ready.then(() => {
-    if (room.local) $('local-video').srcObject = room.local;
+    if (room.local) local.video.srcObject = room.local;
     else {
       // Stays on screen: the status line moves on once the call connects.
       $('media-notice').textContent = `${mediaUnavailable(room.localError)}. You can still watch and listen.`;
       $('media-notice').hidden = false;
     }
+    showCamera(local);
   }, () => {});
 
-  const toggle = (kind, button) => {
+  const toggle = (kind) => {
     room.setMuted(kind, !room.isMuted(kind));
-    button.setAttribute('aria-pressed', String(room.isMuted(kind)));
+    $(kind === 'audio' ? 'mute' : 'camera').setAttribute('aria-pressed', String(room.isMuted(kind)));
+    if (kind === 'audio') local.fig.querySelector('.mic-off').hidden = !room.isMuted('audio');
+    showCamera(local);
   };
-  $('mute').onclick = (e) => toggle('audio', e.currentTarget);
-  $('camera').onclick = (e) => toggle('video', e.currentTarget);
+  $('mute').onclick = () => toggle('audio');
+  $('camera').onclick = () => toggle('video');
+  // M and V, as in most call apps, unless typing.
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || room.closed || e.target.closest('input, textarea, select, [contenteditable]')) return;
+    if (e.key === 'm' || e.key === 'M') { e.preventDefault(); toggle('audio'); }
+    if (e.key === 'v' || e.key === 'V') { e.preventDefault(); toggle('video'); }
+  });
   $('share').onclick = async () => {
     if (room.screen) room.stopScreenShare();
     else if (!await room.shareScreen()) setStatus('Screen sharing was not started');
@@ -254,7 +452,7 @@ export function startCall(opts) {
   $('file-input').onchange = (e) => {
     const file = e.target.files[0];
     e.target.value = '';
-    if (file) room.sendFile(file);
+    if (file) { room.sendFile(file); if (!sideOpen()) setSide(true); }
   };
   $('leave').onclick = async () => {
     if (opts.onLeave) { try { await opts.onLeave(); } catch (err) { console.error(err); } }
@@ -268,6 +466,40 @@ export function startCall(opts) {
     $('chat-input').value = '';
   };
   document.addEventListener('click', () => { for (const t of tiles.values()) t.video.play().catch(() => {}); });
+
+  // Devices: what this browser has, kept current as devices come and go.
+  async function fillDevices() {
+    const { cameras, microphones, speakers } = await Room.devices();
+    const current = (kind) => { const t = room.local && room.local.getTracks().find((x) => x.kind === kind); return t && t.getSettings().deviceId; };
+    const fill = (select, list, selected, what) => {
+      select.replaceChildren(...list.map((d, i) => Object.assign(document.createElement('option'), { value: d.deviceId, textContent: d.label || `${what} ${i + 1}`, selected: d.deviceId === selected })));
+      select.disabled = list.length === 0;
+    };
+    fill($('pick-camera'), cameras, current('video'), 'Camera');
+    fill($('pick-microphone'), microphones, current('audio'), 'Microphone');
+    fill($('pick-speaker'), speakers, speakerId, 'Speaker');
+    $('pick-speaker').disabled ||= !('setSinkId' in HTMLMediaElement.prototype);
+  }
+  let speakerId = 'default';
+  $('settings').onclick = async () => { $('devices-error').textContent = ''; await fillDevices().catch(() => {}); $('devices').showModal(); };
+  const pick = (kind) => async (e) => {
+    try {
+      await room.useDevice(kind, e.target.value);
+      local.video.srcObject = room.local;
+      showCamera(local);
+    } catch (err) {
+      $('devices-error').textContent = `That device could not be opened: ${err.message || err.name}`;
+    }
+  };
+  $('pick-camera').onchange = pick('video');
+  $('pick-microphone').onchange = pick('audio');
+  $('pick-speaker').onchange = async (e) => {
+    speakerId = e.target.value;
+    for (const t of tiles.values()) await t.video.setSinkId(speakerId).catch(() => {});
+  };
+  if (navigator.mediaDevices) navigator.mediaDevices.addEventListener('devicechange', () => { if ($('devices').open) fillDevices().catch(() => {}); });
+
+  layout();
   return room;
 }
 

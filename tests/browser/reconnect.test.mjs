@@ -121,6 +121,11 @@ test('a page whose media path dies is removed in bounded time and the others see
   links('block-udp', 1, 'on');
   links('block-tcp', 1, tcpPort, 'on');
   const cutAt = Date.now();
+  // Meanwhile her page says it is reconnecting, and bob's shows her
+  // connection as poor (nothing of hers arrives).
+  await alice.getByRole('alert').filter({ hasText: 'Reconnecting…' }).waitFor({ timeout: 10000 });
+  await waitFor(() => bob.evaluate(() => document.querySelector('[data-identity="alice"] .quality')?.dataset.level === 'poor'), 10000, "bob's tile of alice marked poor");
+  console.log(`after the cut: alice's page reconnecting, bob's tile of her poor (${await bob.locator('[data-identity="alice"] .quality').getAttribute('aria-label')}) within ${Date.now() - cutAt} ms`);
   await waitFor(() => bob.evaluate(() => window.switchboard.events.includes('participant_left')), 30000, 'bob seeing alice leave');
   const gone = Date.now() - cutAt;
   await waitFor(async () => /lost|Disconnected/i.test(await alice.locator('#status').textContent()), 5000, "alice's page saying the call was lost");
