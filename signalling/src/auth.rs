@@ -49,6 +49,9 @@ pub struct Claims {
     pub iss: String,
     /// The participant's identity.
     pub sub: String,
+    /// What to call them (LiveKit's `name`), when not the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
@@ -176,9 +179,17 @@ impl Keys {
     }
 
     /// A token for a call's room, valid only while that call is live.
-    pub fn mint_for_call(&self, call: &str, room: &str, identity: &str, ttl: Duration) -> Result<String, KeysError> {
+    pub fn mint_for_call(
+        &self,
+        call: &str,
+        room: &str,
+        identity: &str,
+        name: Option<&str>,
+        ttl: Duration,
+    ) -> Result<String, KeysError> {
         let mut claims = self.claims(room, identity, ttl, true, true)?;
         claims.call = Some(call.to_string());
+        claims.name = name.map(str::to_string);
         self.sign(&claims)
     }
 
@@ -194,6 +205,7 @@ impl Keys {
         Ok(Claims {
             iss: key.to_string(),
             sub: identity.to_string(),
+            name: None,
             exp: unix_now() + ttl.as_secs(),
             nbf: None,
             video: VideoGrant {

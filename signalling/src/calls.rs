@@ -72,7 +72,7 @@ impl Calls {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let room = format!("call-{}", &id[..12]);
         let call = self.store.create_call(&id, name, topic, &room).await?;
-        let token = self.mint(&call, name)?;
+        let token = self.mint(&call, name, None).await?;
         tracing::info!(call = %id, %room, "call requested");
         self.announce(CallEvent::QueueChanged);
         Ok(RoomPass { call, token })
@@ -116,7 +116,7 @@ impl Calls {
         self.announce(CallEvent::QueueChanged);
         self.announce(CallEvent::CallChanged { call: id.into() });
         let call = self.get(id).await?;
-        let token = self.mint(&call, email)?;
+        let token = self.mint(&call, email, Some(agent)).await?;
         Ok(RoomPass { call, token })
     }
 
@@ -170,7 +170,7 @@ impl Calls {
                 format!("the call is {}", call.status.as_str()),
             ));
         }
-        let token = self.mint(&call, email)?;
+        let token = self.mint(&call, email, Some(agent)).await?;
         Ok(RoomPass { call, token })
     }
 
@@ -217,8 +217,13 @@ impl Calls {
         }
     }
 
-    fn mint(&self, call: &Call, identity: &str) -> Result<String, ApiError> {
-        self.keys.mint_for_call(&call.id, &call.room, identity, CALL_TOKEN_TTL).map_err(|e| {
+    /// A token for `call`'s room; an agent's carries their display name.
+    async fn mint(&self, call: &Call, identity: &str, agent: Option<i64>) -> Result<String, ApiError> {
+        let name = match agent {
+            Some(id) => self.store.agent(id).await?.and_then(|a| a.name),
+            None => None,
+        };
+        self.keys.mint_for_call(&call.id, &call.room, identity, name.as_deref(), CALL_TOKEN_TTL).map_err(|e| {
             tracing::error!("minting a call token: {e}");
             ApiError(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::TokenError, "no token could be made".into())
         })

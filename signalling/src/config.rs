@@ -32,6 +32,9 @@ pub enum AgentCommand {
     Add {
         #[arg(long)]
         email: String,
+        /// The name customers see (e.g. "Ann Smith"); the e-mail is never shown to them.
+        #[arg(long)]
+        name: Option<String>,
         /// Read the password from standard input (one line).
         #[arg(long, required = true)]
         password_stdin: bool,

@@ -44,7 +44,7 @@ fn agent(cmd: AgentCommand, args: &ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let store = Store::open(&args.data_dir).await.context("opening the records")?;
         match cmd {
-            AgentCommand::Add { email, .. } => {
+            AgentCommand::Add { email, name, .. } => {
                 let mut password = String::new();
                 std::io::stdin().read_line(&mut password)?;
                 let password = password.trim_end_matches(['\r', '\n']);
@@ -52,14 +52,14 @@ fn agent(cmd: AgentCommand, args: &ServeArgs) -> anyhow::Result<()> {
                 anyhow::ensure!(email.contains('@'), "{email:?} is not an email address");
                 let hash = signalling::agents::hash_password(password)?;
                 store
-                    .add_agent(email.trim(), &hash)
+                    .add_agent(email.trim(), name.as_deref().map(str::trim).filter(|n| !n.is_empty()), &hash)
                     .await
                     .with_context(|| format!("adding {email} (does it exist already?)"))?;
                 eprintln!("agent {email} added");
             }
             AgentCommand::List => {
                 for a in store.agents().await? {
-                    println!("{}", a.email);
+                    println!("{}\t{}", a.email, a.name.as_deref().unwrap_or(""));
                 }
             }
         }

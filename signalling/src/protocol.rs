@@ -86,6 +86,8 @@ pub enum ServerMsg<'a> {
     Joined {
         participant: ParticipantId,
         identity: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<&'a str>,
         room: &'a str,
         can_publish: bool,
         can_subscribe: bool,

@@ -107,12 +107,14 @@ impl TryFrom<CallRow> for Call {
 pub struct Agent {
     pub id: i64,
     pub email: String,
+    /// Shown to customers and in calls; the e-mail when unset.
+    pub name: Option<String>,
     #[serde(skip)]
     pub password_hash: String,
 }
 
 const CALL_COLUMNS: &str = "SELECT c.id, c.customer_name, c.topic, c.room, c.status, c.created_at, c.accepted_at, \
-     c.ended_at, c.agent_id, a.email AS agent FROM calls c LEFT JOIN agents a ON a.id = c.agent_id";
+     c.ended_at, c.agent_id, COALESCE(a.name, a.email) AS agent FROM calls c LEFT JOIN agents a ON a.id = c.agent_id";
 
 #[derive(Clone)]
 pub struct Store {
@@ -155,9 +157,10 @@ impl Store {
 
     // ---- agents ------------------------------------------------------------
 
-    pub async fn add_agent(&self, email: &str, password_hash: &str) -> Result<i64, sqlx::Error> {
-        let r = sqlx::query("INSERT INTO agents (email, password_hash, created_at) VALUES (?, ?, ?)")
+    pub async fn add_agent(&self, email: &str, name: Option<&str>, password_hash: &str) -> Result<i64, sqlx::Error> {
+        let r = sqlx::query("INSERT INTO agents (email, name, password_hash, created_at) VALUES (?, ?, ?, ?)")
             .bind(email)
+            .bind(name)
             .bind(password_hash)
             .bind(now_ms())
             .execute(&self.pool)
@@ -166,21 +169,21 @@ impl Store {
     }
 
     pub async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, sqlx::Error> {
-        sqlx::query_as("SELECT id, email, password_hash FROM agents WHERE email = ?")
+        sqlx::query_as("SELECT id, email, name, password_hash FROM agents WHERE email = ?")
             .bind(email)
             .fetch_optional(&self.pool)
             .await
     }
 
     pub async fn agent(&self, id: i64) -> Result<Option<Agent>, sqlx::Error> {
-        sqlx::query_as("SELECT id, email, password_hash FROM agents WHERE id = ?")
+        sqlx::query_as("SELECT id, email, name, password_hash FROM agents WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await
     }
 
     pub async fn agents(&self) -> Result<Vec<Agent>, sqlx::Error> {
-        sqlx::query_as("SELECT id, email, password_hash FROM agents ORDER BY email").fetch_all(&self.pool).await
+        sqlx::query_as("SELECT id, email, name, password_hash FROM agents ORDER BY email").fetch_all(&self.pool).await
     }
 
     // ---- calls -------------------------------------------------------------
@@ -313,8 +316,8 @@ mod tests {
     async fn one_accept_wins_and_records_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
-        let a = store.add_agent("a@example.com", "h").await.unwrap();
-        let b = store.add_agent("b@example.com", "h").await.unwrap();
+        let a = store.add_agent("a@example.com", None, "h").await.unwrap();
+        let b = store.add_agent("b@example.com", Some("Bea"), "h").await.unwrap();
         store.create_call("c1", "Carla", "billing", "call-c1").await.unwrap();
         store.create_call("c2", "Dan", "", "call-c2").await.unwrap();
         let (ra, rb) = tokio::join!(store.accept("c1", a), store.accept("c1", b));

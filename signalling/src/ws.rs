@@ -343,14 +343,19 @@ async fn join(tx: &mut Tx, state: &AppState, token: String, room: Option<String>
     let pid = state.sfu.allocate_participant();
     let events = state.clients.register(pid);
     let permissions = Permissions { can_publish: claims.video.can_publish, can_subscribe: claims.video.can_subscribe };
-    let request =
-        JoinRequest { room: claims.video.room.as_str().into(), identity: claims.sub.as_str().into(), permissions };
+    let request = JoinRequest {
+        room: claims.video.room.as_str().into(),
+        identity: claims.sub.as_str().into(),
+        name: claims.name.as_deref().map(Into::into),
+        permissions,
+    };
     let joined = state.sfu.join(pid, request);
     let (resume_token, takeovers) = state.sessions.register();
     info!(participant = %pid, room = %claims.video.room, identity = %claims.sub, shard = joined.shard, "joined");
     let msg = ServerMsg::Joined {
         participant: pid,
         identity: &claims.sub,
+        name: claims.name.as_deref(),
         room: &claims.video.room,
         can_publish: permissions.can_publish,
         can_subscribe: permissions.can_subscribe,

@@ -99,7 +99,6 @@ export function bestGrid(n, w, h, gap = 8, aspect = ASPECT) {
  *   title              shown in the bar (defaults to the room)
  *   leaveLabel         "Leave" (room page) or "Hang up" (call pages)
  *   stream             the camera and microphone to publish (default: asked for)
- *   names              identity -> name to show (e.g. the agent's display name)
  *   onLeave()          called when the user leaves, before the session ends
  *   onClosed(msg)      called once when the session is over, for any reason
  *   controls           extra elements to put in the control bar
@@ -113,11 +112,11 @@ export function startCall(opts) {
   $('leave').textContent = opts.leaveLabel || 'Leave';
   for (const b of opts.controls || []) $('extra-controls').append(b);
   const setStatus = (text) => { $('status').textContent = text; };
-  const nameOf = (identity) => (opts.names && opts.names[identity]) || identity;
 
   const room = new Room({ token: opts.token, room: opts.room, ...(opts.stream ? { stream: opts.stream } : {}) });
   room.ready.catch(() => {}); // a refusal arrives as `closed`
   window.switchboard = room;
+  const nameOf = (identity) => room.nameOf(identity);
   /** tile key (identity, or identity + ' screen') -> {fig, video, cap, name, identity, screen, videoMid, visible, wishTimer} */
   const tiles = new Map();
   const local = { fig: $('local-tile'), video: $('local-video'), local: true };

@@ -421,7 +421,8 @@ const isScreen = (source) => source === 'screen_share' || source === 'screen_sha
  * - `state` {state: RoomState}: connecting, connected (media flows),
  *   reconnecting (signalling or media dropped; it comes back by itself), closed
  * - `joined` {identity, participants}: in the room
- * - `participant_joined` {identity}, `participant_left` {identity}
+ * - `participant_joined` {identity, name}, `participant_left` {identity}
+ *   (`name`: the display name the token gave them, else the identity; `nameOf(identity)`)
  * - `track` RemoteTrack: a remote track to show or play (again after a renegotiation)
  * - `track_ended` {identity, source}: a screen share stopped
  * - `mute` {identity, kind, source, muted}: also for tracks muted before we came
@@ -463,6 +464,7 @@ export class Room extends EventTarget {
     this.screenTransceiver = null;
     this.files = null;
     this.present = new Set();  // identities in the room (not us)
+    this.names = new Map();    // identity -> display name, for those who have one
     this.midInfo = new Map();  // mid -> {identity, source, kind} for media we receive
     this.received = new Map(); // mid -> MediaStreamTrack
     this.streams = new Map();  // identity + source group -> MediaStream
@@ -626,6 +628,12 @@ export class Room extends EventTarget {
 
   get identity() { return this.me ? this.me.identity : ''; }
 
+  /** What to call `identity`: their display name (the token's `name`), else the identity. */
+  nameOf(identity) {
+    if (this.me && identity === this.me.identity) return this.me.name || identity;
+    return this.names.get(identity) || identity;
+  }
+
   // ---- the protocol ----
 
   sources() {
@@ -756,10 +764,11 @@ export class Room extends EventTarget {
     this.emit('track', { identity: info.identity, source: info.source, kind: track.kind, mid, track, stream });
   }
 
-  participantPresent(identity) {
+  participantPresent(identity, name) {
+    if (name) this.names.set(identity, name);
     if (this.present.has(identity)) return;
     this.present.add(identity);
-    this.emit('participant_joined', { identity });
+    this.emit('participant_joined', { identity, name: this.nameOf(identity) });
     for (const mid of this.midInfo.keys()) this.attach(mid);
   }
 
@@ -779,7 +788,7 @@ export class Room extends EventTarget {
         this.setupPeer(msg);
         this.emit('joined', { identity: msg.identity, participants: msg.participants });
         this.settle.resolve(this);
-        for (const p of msg.participants) { this.participantPresent(p.identity); for (const t of p.tracks || []) this.noteTrack(t); }
+        for (const p of msg.participants) { this.participantPresent(p.identity, p.name); for (const t of p.tracks || []) this.noteTrack(t); }
         break;
       case 'answer':
         if (this.pc.signalingState === 'have-local-offer') await this.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
@@ -792,7 +801,7 @@ export class Room extends EventTarget {
         this.send({ type: 'answer', sdp: this.pc.localDescription.sdp });
         for (const mid of this.midInfo.keys()) this.attach(mid);
         break;
-      case 'participant_joined': this.participantPresent(msg.participant.identity); break;
+      case 'participant_joined': this.participantPresent(msg.participant.identity, msg.participant.name); break;
       case 'participant_left': this.participantGone(msg.identity); break;
       case 'track_published':
         this.noteTrack(msg.track);

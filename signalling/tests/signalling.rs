@@ -109,6 +109,7 @@ async fn joins_without_a_valid_grant_are_refused() {
     let expired = Claims {
         iss: KEY.into(),
         sub: "late".into(),
+        name: None,
         exp: unix_now() - 600,
         nbf: None,
         video: VideoGrant {

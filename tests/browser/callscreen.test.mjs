@@ -76,7 +76,7 @@ const decoding = (page, who) => waitFor(async () => {
 
 test('the call screen at phone and laptop sizes: pre-call, waiting, two-party, console; the other person fills the stage', { timeout: 180000 }, async () => {
   server = await startServer({ shards: 1 });
-  server.addAgent(...ANN);
+  server.addAgent(...ANN, 'Ann Smith');
   browser = await launchBrowser();
   const ann = await open(`${server.url}/agent`, LAPTOP);
   await ann.getByLabel('Email').fill(ANN[0]);
@@ -97,6 +97,11 @@ test('the call screen at phone and laptop sizes: pre-call, waiting, two-party, c
   await ann.locator('.queue-item', { hasText: 'Carla' }).getByRole('button', { name: 'Accept' }).click();
   await Promise.all([decoding(ann, 'Carla'), decoding(customer, ANN[0])]);
   await sleep(1500); // the layout settles, video plays
+  // The customer sees the agent's name, never the e-mail address.
+  await customer.getByText('Call with Ann Smith').waitFor();
+  assert.equal(await customer.locator('[data-identity="ann@example.com"] .name').textContent(), 'Ann Smith');
+  assert.doesNotMatch(await customer.locator('body').innerText(), /ann@example\.com/);
+  assert.match(await ann.locator('#local-label').textContent(), /Ann Smith \(you\)/);
   for (const size of [PHONE, LAPTOP]) {
     for (const [page, who] of [[customer, 'customer'], [ann, 'agent']]) {
       await page.setViewportSize(size);
@@ -116,6 +121,7 @@ test('the call screen at phone and laptop sizes: pre-call, waiting, two-party, c
   await shot(customer, 'customer-unread');
   await customer.getByRole('button', { name: /^Chat/ }).click();
   await customer.getByText('hello Carla').waitFor();
+  assert.match(await customer.locator('#chat-log').innerText(), /^Ann Smith/);
   await shot(customer, 'customer-chat-open');
   await customer.getByRole('button', { name: 'Close chat' }).click();
 

@@ -83,8 +83,8 @@ export async function startServer({ shards = 2, args = [], netns = null, tls = f
     recorderToken: (room = null) =>
       execFileSync(BIN, ['token', '--data-dir', dataDir, '--record', ...(room ? ['--room', room] : [])]).toString().trim(),
     /** Creates an agent account with the CLI, as an operator would. */
-    addAgent: (email, password) =>
-      execFileSync(BIN, ['agent', 'add', '--data-dir', dataDir, '--email', email, '--password-stdin'], { input: `${password}\n`, stdio: ['pipe', 'ignore', 'ignore'] }),
+    addAgent: (email, password, name = null) =>
+      execFileSync(BIN, ['agent', 'add', '--data-dir', dataDir, '--email', email, ...(name ? ['--name', name] : []), '--password-stdin'], { input: `${password}\n`, stdio: ['pipe', 'ignore', 'ignore'] }),
     /** Process CPU seconds (user + system) from /proc. */
     cpuSeconds: () => {
       const f = readFileSync(`/proc/${proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');

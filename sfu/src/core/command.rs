@@ -31,6 +31,8 @@ pub struct Permissions {
 pub struct JoinRequest {
     pub room: Arc<str>,
     pub identity: Arc<str>,
+    /// What to call the participant (a display name), if not the identity.
+    pub name: Option<Arc<str>>,
     pub permissions: Permissions,
 }
 
@@ -65,6 +67,8 @@ pub struct TrackInfo {
 pub struct ParticipantInfo {
     pub participant: ParticipantId,
     pub identity: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Arc<str>>,
     pub tracks: Vec<TrackInfo>,
 }
 

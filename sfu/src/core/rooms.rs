@@ -29,6 +29,7 @@ pub struct Joined {
 
 struct Member {
     identity: Arc<str>,
+    name: Option<Arc<str>>,
     shard: ShardId,
     can_subscribe: bool,
 }
@@ -52,6 +53,7 @@ impl Room {
         Some(ParticipantInfo {
             participant: pid,
             identity: m.identity.clone(),
+            name: m.name.clone(),
             tracks: self.tracks.values().filter(|t| t.participant == pid).cloned().collect(),
         })
     }
@@ -156,13 +158,23 @@ impl Rooms {
         let others: Vec<ParticipantInfo> = room.members.keys().filter_map(|p| room.info(*p)).collect();
         room.members.insert(
             pid,
-            Member { identity: req.identity.clone(), shard, can_subscribe: req.permissions.can_subscribe },
+            Member {
+                identity: req.identity.clone(),
+                name: req.name.clone(),
+                shard,
+                can_subscribe: req.permissions.can_subscribe,
+            },
         );
 
         if !room.announced.is_empty() {
             out.push(ControlOutput::Client(pid, ClientEvent::Speakers { speakers: room.announced.clone() }));
         }
-        let info = ParticipantInfo { participant: pid, identity: req.identity.clone(), tracks: vec![] };
+        let info = ParticipantInfo {
+            participant: pid,
+            identity: req.identity.clone(),
+            name: req.name.clone(),
+            tracks: vec![],
+        };
         for other in room.members.keys().filter(|p| **p != pid) {
             out.push(ControlOutput::Client(*other, ClientEvent::ParticipantJoined { participant: info.clone() }));
         }

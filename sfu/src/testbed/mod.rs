@@ -257,7 +257,7 @@ impl Bed {
             .enable_vp8(true)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let req = JoinRequest { room: room.into(), identity: identity.into(), permissions };
+        let req = JoinRequest { room: room.into(), identity: identity.into(), name: None, permissions };
         let mut out = Vec::new();
         let joined = self.rooms.join(pid, req, &mut out);
         let mut api = rtc.sdp_api();

@@ -79,6 +79,7 @@ mod tests {
         let req = JoinRequest {
             room: "r".into(),
             identity: format!("p{id}").into(),
+            name: None,
             permissions: Permissions { can_publish: true, can_subscribe: true },
         };
         Participant::new(ParticipantId(id), req, &["10.0.0.1:5000".parse().unwrap()], None, Instant::now())
