@@ -175,8 +175,41 @@ pub async fn join(
     Ok(pass_json(&state.calls.join_invited(&id, agent.id, &agent.email).await?))
 }
 
-pub async fn history(State(state): State<Arc<AppState>>, _agent: SignedInAgent) -> Result<impl IntoResponse, ApiError> {
-    let calls = state.calls.store.history(200).await?;
+/// `GET /api/agent/history?q=&from=&to=&before=&limit=`: finished calls,
+/// newest first; `q` searches customer, topic and agent; `from`/`to` are
+/// ms since 1970; `before` is the previous page's `next`.
+#[derive(Deserialize)]
+pub struct HistoryParams {
+    #[serde(default)]
+    q: String,
+    from: Option<i64>,
+    to: Option<i64>,
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+const HISTORY_PAGE: i64 = 50;
+
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    _agent: SignedInAgent,
+    axum::extract::Query(p): axum::extract::Query<HistoryParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    let limit = p.limit.unwrap_or(HISTORY_PAGE).clamp(1, 200);
+    let before = match p.before.as_deref() {
+        None | Some("") => None,
+        Some(cursor) => {
+            Some(cursor.split_once(':').and_then(|(at, id)| Some((at.parse().ok()?, id.to_string()))).ok_or_else(
+                || ApiError(StatusCode::BAD_REQUEST, ErrorCode::BadMessage, "before: not a page cursor".into()),
+            )?)
+        }
+    };
+    let query = crate::store::HistoryQuery { text: p.q, from: p.from, to: p.to, before, limit: limit + 1 };
+    let mut calls = state.calls.store.search_history(&query).await?;
+    let next = (calls.len() as i64 > limit).then(|| {
+        calls.truncate(limit as usize);
+        calls.last().map(|c| format!("{}:{}", c.created_at, c.id))
+    });
     let ids: Vec<String> = calls.iter().map(|c| c.id.clone()).collect();
     let mut recordings = state.recordings.of_calls(&ids).await?;
     let rows: Vec<serde_json::Value> = calls
@@ -187,7 +220,7 @@ pub async fn history(State(state): State<Arc<AppState>>, _agent: SignedInAgent) 
             v
         })
         .collect();
-    Ok(Json(serde_json::json!({ "calls": rows })))
+    Ok(Json(serde_json::json!({ "calls": rows, "next": next.flatten() })))
 }
 
 pub async fn queue(State(state): State<Arc<AppState>>, _agent: SignedInAgent) -> Result<impl IntoResponse, ApiError> {
@@ -219,8 +252,22 @@ async fn feed(socket: WebSocket, state: Arc<AppState>, agent: SignedInAgent) {
     let mut events = state.calls.subscribe();
     let mut shutdown = state.shutdown.clone();
     let mut ping = tokio::time::interval(Duration::from_secs(20));
-    let mut send_queue = true;
+    state.presence.console_opened(agent.id);
+    state.calls.announce(CallEvent::TeamChanged);
+    let (mut send_queue, mut send_team) = (true, true);
     loop {
+        if std::mem::take(&mut send_team) {
+            match state.presence.team(&state.calls.store).await {
+                Ok(team) => {
+                    let msg =
+                        serde_json::json!({ "type": "team", "agents": team, "away": state.presence.is_away(agent.id) });
+                    if tx.send(Message::Text(msg.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => tracing::error!("reading the team: {e}"),
+            }
+        }
         if std::mem::take(&mut send_queue) {
             let queue = match state.calls.store.queue().await {
                 Ok(q) => q,
@@ -236,7 +283,8 @@ async fn feed(socket: WebSocket, state: Arc<AppState>, agent: SignedInAgent) {
         }
         tokio::select! {
             ev = events.recv() => match ev {
-                Ok(CallEvent::QueueChanged) | Err(RecvError::Lagged(_)) => send_queue = true,
+                Ok(CallEvent::QueueChanged) | Err(RecvError::Lagged(_)) => (send_queue, send_team) = (true, true),
+                Ok(CallEvent::TeamChanged | CallEvent::CallChanged { .. }) => send_team = true,
                 Ok(CallEvent::Invited { agent: to, call, room, customer, by }) if to == agent.id => {
                     let msg = serde_json::json!({ "type": "invite", "call": call, "room": room, "customer": customer, "by": by });
                     if tx.send(Message::Text(msg.to_string().into())).await.is_err() { break; }
@@ -255,4 +303,34 @@ async fn feed(socket: WebSocket, state: Arc<AppState>, agent: SignedInAgent) {
         }
     }
     let _ = tx.close().await;
+    state.presence.console_closed(agent.id);
+    state.calls.announce(CallEvent::TeamChanged);
+}
+
+#[derive(Deserialize)]
+pub struct SetStatus {
+    status: String,
+}
+
+/// `POST /api/agent/status {"status": "available" | "away"}`: what the team sees.
+pub async fn set_status(
+    State(state): State<Arc<AppState>>,
+    agent: SignedInAgent,
+    Json(body): Json<SetStatus>,
+) -> Result<impl IntoResponse, ApiError> {
+    let away = match body.status.as_str() {
+        "available" => false,
+        "away" => true,
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadMessage,
+                format!("status {other:?}: expected \"available\" or \"away\""),
+            ))
+        }
+    };
+    state.presence.set_away(agent.id, away);
+    state.calls.announce(CallEvent::TeamChanged);
+    tracing::info!(agent = %agent.email, status = %body.status, "agent status");
+    Ok(Json(serde_json::json!({ "status": body.status })))
 }

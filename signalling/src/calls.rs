@@ -29,6 +29,8 @@ pub enum CallEvent {
     Invited { agent: i64, call: String, room: String, customer: String, by: String },
     /// The call in this room ended; everyone in it is disconnected.
     RoomClosed { room: String },
+    /// An agent opened or closed a console, or said they are away or back.
+    TeamChanged,
 }
 
 pub struct Calls {
@@ -55,7 +57,7 @@ impl Calls {
         self.events.subscribe()
     }
 
-    fn announce(&self, e: CallEvent) {
+    pub fn announce(&self, e: CallEvent) {
         let _ = self.events.send(e); // nobody listening is fine
     }
 

@@ -63,6 +63,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/agent/queue", get(agent_api::queue))
         .route("/api/agent/history", get(agent_api::history))
         .route("/api/agent/agents", get(agent_api::list_agents))
+        .route("/api/agent/status", post(agent_api::set_status))
         .route("/api/calls/{id}/accept", post(agent_api::accept))
         .route("/api/calls/{id}/invite", post(agent_api::invite))
         .route("/api/calls/{id}/join", post(agent_api::join))

@@ -24,6 +24,7 @@ pub mod customer_api;
 pub mod http;
 pub mod ice_servers;
 pub mod metrics;
+pub mod presence;
 pub mod protocol;
 pub mod ratelimit;
 pub mod recordings;
@@ -59,6 +60,8 @@ pub struct AppState {
     /// How long a session whose connection dropped waits for a resume.
     pub resume_grace: std::time::Duration,
     pub recordings: Arc<recordings::Recordings>,
+    /// Which agents can take calls now.
+    pub presence: presence::Presence,
     /// Recordings older than this are deleted.
     pub recording_retention: Option<std::time::Duration>,
 }
@@ -120,6 +123,7 @@ impl Server {
             sessions: resume::Sessions::default(),
             resume_grace: flow.resume_grace,
             recordings: Arc::new(recordings),
+            presence: presence::Presence::default(),
             recording_retention: flow.recording_retention,
         };
         Ok(Server { state: Arc::new(state), shutdown_tx, recording_events })

@@ -113,6 +113,18 @@ pub struct Agent {
     pub password_hash: String,
 }
 
+/// A search of the call history: text in the customer's name, the topic or
+/// the agent's name or e-mail; created in [from, to) (ms); older than the
+/// `before` (created_at, id) of the last row of the previous page.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub text: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
 const CALL_COLUMNS: &str = "SELECT c.id, c.customer_name, c.topic, c.room, c.status, c.created_at, c.accepted_at, \
      c.ended_at, c.agent_id, COALESCE(a.name, a.email) AS agent FROM calls c LEFT JOIN agents a ON a.id = c.agent_id";
 
@@ -186,6 +198,15 @@ impl Store {
         sqlx::query_as("SELECT id, email, name, password_hash FROM agents ORDER BY email").fetch_all(&self.pool).await
     }
 
+    /// Agents who accepted a call that is still live.
+    pub async fn agents_in_live_calls(&self) -> Result<Vec<i64>, sqlx::Error> {
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT DISTINCT agent_id FROM calls WHERE status = 'accepted' AND agent_id IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     // ---- calls -------------------------------------------------------------
 
     pub async fn create_call(
@@ -221,7 +242,37 @@ impl Store {
 
     /// Calls that are over, newest first.
     pub async fn history(&self, limit: i64) -> Result<Vec<Call>, sqlx::Error> {
-        self.calls_where("c.status IN ('ended', 'cancelled', 'missed') ORDER BY c.created_at DESC", limit).await
+        self.search_history(&HistoryQuery { limit, ..Default::default() }).await
+    }
+
+    /// Finished calls, newest first, matching `q` (see [`HistoryQuery`]).
+    pub async fn search_history(&self, q: &HistoryQuery) -> Result<Vec<Call>, sqlx::Error> {
+        // Keyset paging on (created_at, id): stable while new calls come in.
+        let sql = format!(
+            "{CALL_COLUMNS} WHERE c.status IN ('ended', 'cancelled', 'missed') \
+             AND (?1 = '' OR c.customer_name LIKE ?1 ESCAPE '\\' OR c.topic LIKE ?1 ESCAPE '\\' \
+                  OR a.email LIKE ?1 ESCAPE '\\' OR a.name LIKE ?1 ESCAPE '\\') \
+             AND c.created_at >= ?2 AND c.created_at < ?3 \
+             AND (c.created_at < ?4 OR (c.created_at = ?4 AND c.id < ?5)) \
+             ORDER BY c.created_at DESC, c.id DESC LIMIT ?6"
+        );
+        let pattern = if q.text.trim().is_empty() {
+            String::new()
+        } else {
+            let escaped = q.text.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%")
+        };
+        let (before_at, before_id) = q.before.clone().unwrap_or((i64::MAX, String::new()));
+        let rows: Vec<CallRow> = sqlx::query_as(&sql)
+            .bind(pattern)
+            .bind(q.from.unwrap_or(0))
+            .bind(q.to.unwrap_or(i64::MAX))
+            .bind(before_at)
+            .bind(before_id)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Call::try_from).collect()
     }
 
     async fn calls_where(&self, clause: &str, limit: i64) -> Result<Vec<Call>, sqlx::Error> {
@@ -334,5 +385,45 @@ mod tests {
         let history = store.history(10).await.unwrap();
         assert_eq!(history.len(), 2);
         assert!(history.iter().any(|c| c.id == "c1" && c.agent.is_some() && c.accepted_at.is_some()));
+    }
+
+    #[tokio::test]
+    async fn history_searches_customer_topic_and_agent_and_pages_without_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let bea = store.add_agent("bea@example.com", Some("Bea Jones"), "h").await.unwrap();
+        for i in 0..7 {
+            let (name, topic) = if i % 2 == 0 { ("Carla", "billing") } else { ("Dan", "50%_off") };
+            let id = format!("c{i}");
+            store.create_call(&id, name, topic, &format!("call-{id}")).await.unwrap();
+            if i < 3 {
+                store.accept(&id, bea).await.unwrap();
+            }
+            store.finish(&id).await.unwrap();
+        }
+        let search = |text: &str| HistoryQuery { text: text.into(), limit: 100, ..Default::default() };
+        let ids = |calls: Vec<Call>| calls.into_iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.search_history(&search("carla")).await.unwrap()).len(), 4, "by customer, any case");
+        assert_eq!(ids(store.search_history(&search("Jones")).await.unwrap()).len(), 3, "by agent name");
+        assert_eq!(ids(store.search_history(&search("bea@")).await.unwrap()).len(), 3, "by agent e-mail");
+        // % and _ are text, not wildcards.
+        assert_eq!(ids(store.search_history(&search("50%_")).await.unwrap()).len(), 3);
+        assert_eq!(ids(store.search_history(&search("5%f")).await.unwrap()).len(), 0);
+        let future = HistoryQuery { from: Some(now_ms() + 60_000), limit: 100, ..Default::default() };
+        assert!(store.search_history(&future).await.unwrap().is_empty(), "a date range");
+
+        // Pages of 3 (all seven were created within the same millisecond or
+        // so: the id breaks ties) cover everything once.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let q = HistoryQuery { before: before.clone(), limit: 3, ..Default::default() };
+            let page = store.search_history(&q).await.unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some((last.created_at, last.id.clone()));
+            seen.extend(ids(page));
+        }
+        seen.sort();
+        assert_eq!(seen, (0..7).map(|i| format!("c{i}")).collect::<Vec<_>>());
     }
 }

@@ -69,16 +69,73 @@ function renderInvites() {
   }
 }
 
+// ---- the team, and telling the agent about new calls ---------------------
+
+const STATUS_WORDS = { available: 'available', away: 'away', in_call: 'in a call', offline: 'offline' };
+
+function renderTeam() {
+  $('team').replaceChildren(...(agent.team || []).map((a) => {
+    const li = document.createElement('li');
+    li.className = `member ${a.status}`;
+    li.dataset.email = a.email;
+    const dot = document.createElement('span');
+    dot.className = 'dot'; dot.setAttribute('aria-hidden', 'true');
+    li.append(dot, `${a.name || a.email}${a.email === agent.me.email ? ' (you)' : ''}: ${STATUS_WORDS[a.status] || a.status}`);
+    return li;
+  }));
+}
+
+$('my-status').onchange = async () => {
+  try { await api('POST', '/api/agent/status', { status: $('my-status').value }); } catch (e) { say(e.message); }
+};
+
+// A call that was not in the queue before: a chime, and a notification
+// when the console is in the background; the tab title counts the waiting.
+function alertNew(calls) {
+  const known = new Set(agent.queue.map((c) => c.id));
+  const fresh = agent.queueSeen ? calls.filter((c) => !known.has(c.id)) : [];
+  agent.queueSeen = true;
+  document.title = calls.length ? `(${calls.length}) Agent console — Switchboard` : 'Agent console — Switchboard';
+  if (!fresh.length || $('my-status').value === 'away' || agent.inCall) return;
+  agent.alerts = (agent.alerts || 0) + fresh.length;
+  chime();
+  if (document.hidden && window.Notification && Notification.permission === 'granted') {
+    for (const c of fresh) new Notification(`${c.customer_name} is waiting`, { body: c.topic || 'A new call', tag: c.id });
+  }
+}
+
+let audio = null;
+function chime() {
+  try {
+    audio ||= new AudioContext();
+    const t = audio.currentTime;
+    for (const [i, f] of [660, 880].entries()) {
+      const osc = audio.createOscillator(), gain = audio.createGain();
+      osc.frequency.value = f;
+      gain.gain.setValueAtTime(0.0001, t + i * 0.15);
+      gain.gain.exponentialRampToValueAtTime(0.2, t + i * 0.15 + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + i * 0.15 + 0.3);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(t + i * 0.15); osc.stop(t + i * 0.15 + 0.32);
+    }
+  } catch (_) { /* no audio: the title and list still say it */ }
+}
+
 function connectFeed() {
   const ws = new WebSocket(wsUrl('/api/agent/console'));
   agent.feed = ws;
   ws.onmessage = (e) => {
     const m = JSON.parse(e.data);
     if (m.type === 'queue') {
+      alertNew(m.calls);
       agent.queue = m.calls;
       agent.queueAt = performance.now();
       renderQueue();
       loadHistory();
+    } else if (m.type === 'team') {
+      agent.team = m.agents;
+      $('my-status').value = m.away ? 'away' : 'available';
+      renderTeam();
     } else if (m.type === 'invite') {
       agent.invites.push(m);
       renderInvites();
@@ -88,12 +145,27 @@ function connectFeed() {
   ws.onclose = () => { if (agent.me) setTimeout(connectFeed, 1000); };
 }
 
-async function loadHistory() {
+// The history search in the form; `more`: the next page, appended.
+function historyQuery(before) {
+  const p = new URLSearchParams();
+  const q = $('history-q').value.trim();
+  if (q) p.set('q', q);
+  // Dates are the agent's local days: from its first millisecond to the end of `to`.
+  if ($('history-from').value) p.set('from', String(new Date(`${$('history-from').value}T00:00`).getTime()));
+  if ($('history-to').value) p.set('to', String(new Date(`${$('history-to').value}T00:00`).getTime() + 86400000));
+  if (before) p.set('before', before);
+  return `/api/agent/history?${p}`;
+}
+
+async function loadHistory(more = false) {
   try {
-    const { calls } = await api('GET', '/api/agent/history');
-    agent.history = calls;
+    const { calls, next } = await api('GET', historyQuery(more ? agent.historyNext : null));
+    agent.history = more ? [...agent.history, ...calls] : calls;
+    agent.historyNext = next;
+    $('history-more').hidden = !next;
+    $('history-empty').hidden = agent.history.length > 0;
     const tbody = $('history').querySelector('tbody');
-    tbody.replaceChildren();
+    if (!more) tbody.replaceChildren();
     for (const c of calls) {
       const tr = document.createElement('tr');
       const started = new Date(c.accepted_at || c.created_at).toLocaleString();
@@ -110,6 +182,9 @@ async function loadHistory() {
     }
   } catch (e) { /* signed out */ }
 }
+
+$('history-search').onsubmit = (e) => { e.preventDefault(); loadHistory(); };
+$('history-more').onclick = () => loadHistory(true);
 
 const size = (b) => (b >= 1e6 ? `${(b / 1e6).toFixed(1)} MB` : `${Math.max(1, Math.round(b / 1e3))} kB`);
 
@@ -244,6 +319,8 @@ async function enterCall(pass) {
 $('login-form').onsubmit = async (e) => {
   e.preventDefault();
   $('login-error').textContent = '';
+  // Asked on the click (browsers want a gesture): to be told of new calls in the background.
+  if (window.Notification && Notification.permission === 'default') Notification.requestPermission().catch(() => {});
   try {
     await api('POST', '/api/agent/login', { email: $('email').value, password: $('password').value });
     await start();

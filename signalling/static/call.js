@@ -3,6 +3,7 @@
 // (layout by who is there), tiles with their state, controls, the chat and
 // files drawer, devices, recording and connection state.
 import { Room, mediaUnavailable } from '/sdk/switchboard-client.js';
+import { $ } from '/static/page.js';
 
 const MIC_OFF = '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true"><path fill="currentColor" d="M12 14a3 3 0 0 0 3-3V5a3 3 0 1 0-6 0v6a3 3 0 0 0 3 3zm5-3a5 5 0 0 1-10 0H5a7 7 0 0 0 6 6.9V21h2v-3.1a7 7 0 0 0 6-6.9h-2z"/><path stroke="currentColor" stroke-width="2.2" d="M4 4l16 16"/></svg>';
 
@@ -62,7 +63,6 @@ const CALL_HTML = `
   </form>
 </dialog>`;
 
-const $ = (id) => document.getElementById(id);
 const fmtSize = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`);
 const isScreen = (source) => source === 'screen_share' || source === 'screen_share_audio';
 const initials = (name) => (name.split(/[\s@._-]+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join('') || '?');
@@ -99,6 +99,7 @@ export function bestGrid(n, w, h, gap = 8, aspect = ASPECT) {
  *   title              shown in the bar (defaults to the room)
  *   leaveLabel         "Leave" (room page) or "Hang up" (call pages)
  *   stream             the camera and microphone to publish (default: asked for)
+ *   speaker            the audio output device to play the others on
  *   onLeave()          called when the user leaves, before the session ends
  *   onClosed(msg)      called once when the session is over, for any reason
  *   controls           extra elements to put in the control bar
@@ -120,6 +121,7 @@ export function startCall(opts) {
   /** tile key (identity, or identity + ' screen') -> {fig, video, cap, name, identity, screen, videoMid, visible, wishTimer} */
   const tiles = new Map();
   const local = { fig: $('local-tile'), video: $('local-video'), local: true };
+  let speakerId = opts.speaker || 'default'; // where the others are played
 
   // ---- tiles ----
 
@@ -159,6 +161,7 @@ export function startCall(opts) {
     fig.prepend(video, placeholder, cap);
     $('tiles').append(fig);
     video.srcObject = stream || new MediaStream();
+    if (speakerId !== 'default' && video.setSinkId) video.setSinkId(speakerId).catch(() => {});
     t = { fig, video, cap, name, identity, screen, videoMid: null, visible: true, wishTimer: null };
     tiles.set(key, t);
     resizes.observe(video);
@@ -479,7 +482,6 @@ export function startCall(opts) {
     fill($('pick-speaker'), speakers, speakerId, 'Speaker');
     $('pick-speaker').disabled ||= !('setSinkId' in HTMLMediaElement.prototype);
   }
-  let speakerId = 'default';
   $('settings').onclick = async () => { $('devices-error').textContent = ''; await fillDevices().catch(() => {}); $('devices').showModal(); };
   const pick = (kind) => async (e) => {
     try {

@@ -86,6 +86,15 @@ test('the call screen at phone and laptop sizes: pre-call, waiting, two-party, c
 
   const customer = await open(`${server.url}/`, PHONE);
   await customer.locator('#preview').evaluate((v) => new Promise((r) => { if (v.videoWidth) r(); else v.onloadeddata = r; }));
+  // Before the call: the microphone's level moves (Chromium's fake microphone
+  // beeps), and the devices can be picked.
+  const loudest = await waitFor(() => customer.evaluate(() => { const v = document.getElementById('mic-level').value; return v > 0.02 && v; }), 10000, 'the microphone level moving');
+  console.log(`pre-call microphone level reached ${loudest.toFixed(2)}`);
+  await customer.getByText('Camera, microphone and speaker').click();
+  for (const what of ['Camera', 'Microphone']) {
+    const options = await customer.getByLabel(what, { exact: true }).locator('option').allTextContents();
+    assert.ok(options.length >= 1, `${what} choices: ${options}`);
+  }
   for (const size of [PHONE, LAPTOP]) { await customer.setViewportSize(size); await shot(customer, 'customer-precall'); }
   await customer.getByLabel('Your name').fill('Carla');
   await customer.getByRole('button', { name: 'Start call' }).click();
@@ -142,6 +151,13 @@ test('the call screen at phone and laptop sizes: pre-call, waiting, two-party, c
   for (const size of [PHONE, LAPTOP]) { await customer.setViewportSize(size); await shot(customer, 'customer-ended'); }
   await ann.getByRole('heading', { name: 'Waiting customers' }).waitFor();
   for (const size of [PHONE, LAPTOP]) { await ann.setViewportSize(size); await shot(ann, 'console-history'); }
+  // The history is searchable: by customer, by the agent's name.
+  for (const [q, rows] of [['carla', 1], ['Ann Smith', 1], ['nobody like this', 0]]) {
+    await ann.getByRole('searchbox', { name: 'Search' }).fill(q);
+    await ann.getByRole('button', { name: 'Search', exact: true }).click();
+    await waitFor(async () => (await ann.locator('#history tbody tr').count()) === rows, 5000, `${rows} row(s) for "${q}"`);
+  }
+  assert.equal(await ann.getByText('No calls match.').isVisible(), true);
   for (const p of [ann, customer]) await p.context().close();
 });
 
@@ -171,4 +187,41 @@ test('the call screen with three and with a screen share: a grid that fills the 
     assert.ok(b.main.a > 0.4 * b.stage.a, `the share takes the stage (${Math.round(b.main.w)}x${Math.round(b.main.h)})`);
   }
   for (const p of Object.values(pages)) await p.context().close();
+});
+
+test('the team sees who can take calls (available, away, in a call, offline); a new call alerts whoever is available', { timeout: 120000 }, async () => {
+  const SAM = ['sam@example.com', 'password-sam'];
+  server.addAgent(...SAM, 'Sam Lee');
+  const signIn = async ([email, password]) => {
+    const p = await open(`${server.url}/agent`, LAPTOP);
+    await p.getByLabel('Email').fill(email);
+    await p.getByLabel('Password').fill(password);
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.getByRole('heading', { name: 'Waiting customers' }).waitFor();
+    return p;
+  };
+  const ann = await signIn(ANN);
+  const sam = await signIn(SAM);
+  const member = (p, email) => p.locator(`#team [data-email="${email}"]`);
+  await member(sam, ANN[0]).filter({ hasText: 'Ann Smith: available' }).waitFor({ timeout: 5000 });
+  await ann.getByLabel('Your status').selectOption('away');
+  await member(sam, ANN[0]).filter({ hasText: 'Ann Smith: away' }).waitFor({ timeout: 5000 });
+
+  // A customer calls: the title counts the waiting everywhere; only Sam
+  // (available) is alerted.
+  const customer = await open(`${server.url}/`, PHONE);
+  await customer.getByLabel('Your name').fill('Omar');
+  await customer.getByRole('button', { name: 'Start call' }).click();
+  for (const p of [ann, sam]) await waitFor(async () => (await p.title()).startsWith('(1)'), 5000, 'the title counting the waiting call');
+  assert.deepEqual(await Promise.all([ann, sam].map((p) => p.evaluate(() => window.agent.alerts || 0))), [0, 1], 'alerts: Ann away, Sam available');
+  await shot(sam, 'console-team-alert');
+
+  await sam.locator('.queue-item', { hasText: 'Omar' }).getByRole('button', { name: 'Accept' }).click();
+  await member(ann, SAM[0]).filter({ hasText: 'Sam Lee: in a call' }).waitFor({ timeout: 5000 });
+  await ann.context().close();
+  await sam.getByRole('button', { name: 'Hang up' }).click();
+  await sam.getByRole('heading', { name: 'Waiting customers' }).waitFor({ timeout: 10000 });
+  await member(sam, ANN[0]).filter({ hasText: 'Ann Smith: offline' }).waitFor({ timeout: 5000 });
+  await member(sam, SAM[0]).filter({ hasText: 'Sam Lee (you): available' }).waitFor({ timeout: 5000 });
+  for (const p of [sam, customer]) await p.context().close();
 });
