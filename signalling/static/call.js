@@ -70,7 +70,12 @@ const initials = (name) => (name.split(/[\s@._-]+/).filter(Boolean).slice(0, 2).
 const ASPECT = 16 / 9;
 // Below this width the chat is a drawer over the stage, closed at first.
 const NARROW = 900;
-const QUALITY_EVERY_MS = 2000;
+// A cut path shows within a couple of seconds (the receivers' sync
+// sources: cheap); loss, jitter and round trip take a full getStats, a few
+// ms of the page's CPU: every ten seconds, and every two while someone
+// looks at a tile's details.
+const STALL_EVERY_MS = 2000;
+const QUALITY_EVERY_MS = 10000;
 
 const REASONS = {
   call_ended: 'The call has ended', left: 'You left the call', server_shutdown: 'The server is restarting',
@@ -207,7 +212,7 @@ export function startCall(opts) {
     const mode = screens.length ? 'share' : cams.length === 1 ? 'alone' : cams.length === 2 ? 'pair' : 'grid';
     box.className = `tiles mode-${mode}`;
     for (const t of [...cams, ...screens]) { t.fig.classList.remove('main', 'pip', 'strip', ...corners.map((c) => `pip-${c}`)); t.fig.style.order = ''; }
-    box.style.gridTemplateColumns = ''; box.style.gridAutoRows = ''; box.style.gridTemplateRows = '';
+    box.style.removeProperty('--tile-w'); box.style.removeProperty('--tile-h');
     $('alone').hidden = mode !== 'alone' || !!room.closed;
     if (mode === 'alone') local.fig.classList.add('main');
     if (mode === 'pair') {
@@ -217,8 +222,8 @@ export function startCall(opts) {
     local.fig.title = mode === 'pair' ? 'Click to move your picture' : '';
     if (mode === 'grid') {
       const g = bestGrid(cams.length, stage.clientWidth - 16, stage.clientHeight - 16);
-      box.style.gridTemplateColumns = `repeat(${g.cols}, ${g.width}px)`;
-      box.style.gridAutoRows = `${g.height}px`;
+      box.style.setProperty('--tile-w', `${g.width}px`);
+      box.style.setProperty('--tile-h', `${g.height}px`);
       speakerFirst();
     }
     if (mode === 'share') {
@@ -299,22 +304,31 @@ export function startCall(opts) {
     if (first) { lastSpeaker = first.identity; if ($('tiles').classList.contains('mode-grid')) speakerFirst(); }
   });
 
-  // Connection quality of each remote tile, from getStats.
+  // Connection quality of each remote tile: whether anything arrives, and
+  // the numbers from getStats.
+  let numbers = {};
+  let measured = 0;
   const qualityTimer = setInterval(async () => {
     if (room.closed) return clearInterval(qualityTimer);
-    const q = await room.quality().catch(() => ({}));
+    const stalled = room.stalled();
+    const looking = [...tiles.values()].some((t) => !t.screen && !t.fig.querySelector('.quality-details').hidden);
+    if (looking || Date.now() - measured >= QUALITY_EVERY_MS) {
+      measured = Date.now();
+      numbers = await room.quality().catch(() => ({}));
+    }
     for (const t of tiles.values()) {
       const mark = !t.screen && t.fig.querySelector('.quality');
       if (!mark) continue;
-      const s = q[t.identity];
-      const level = s ? s.level : 'unknown';
+      const s = numbers[t.identity];
+      const cut = stalled.has(t.identity);
+      const level = cut ? 'poor' : s ? s.level : 'unknown';
       mark.dataset.level = level;
       mark.setAttribute('aria-label', `${nameOf(t.identity)}'s connection: ${level}`);
-      t.fig.querySelector('.quality-details').textContent = s
-        ? `${level}: loss ${(s.loss * 100).toFixed(1)} %, jitter ${Math.round(s.jitter * 1000)} ms, round trip ${Math.round(s.rtt * 1000)} ms${s.stalled ? ', nothing arriving' : ''}`
-        : 'no media yet';
+      t.fig.querySelector('.quality-details').textContent = cut
+        ? 'poor: nothing is arriving'
+        : s ? `${level}: loss ${(s.loss * 100).toFixed(1)} %, jitter ${Math.round(s.jitter * 1000)} ms, round trip ${Math.round(s.rtt * 1000)} ms` : 'measuring…';
     }
-  }, QUALITY_EVERY_MS);
+  }, STALL_EVERY_MS);
 
   // ---- chat and files (a drawer on narrow screens) ----
 

@@ -906,6 +906,31 @@ export class Room extends EventTarget {
     return out;
   }
 
+  /**
+   * Who of the others sent us nothing since the last call, on a track they
+   * have not muted: their path (or ours) is cut. Cheap (the receivers'
+   * synchronization sources, no getStats): call it every second or two.
+   * @returns {Set<string>} identities
+   */
+  stalled() {
+    const out = new Set();
+    if (!this.pc) return out;
+    const last = this.lastPackets || new Map();
+    const now = new Map();
+    const fresh = new Set();
+    for (const tr of this.pc.getTransceivers()) {
+      const info = tr.mid && this.midInfo.get(tr.mid);
+      if (!info || isScreen(info.source) || !this.present.has(info.identity) || this.mutedMid(tr.mid)) continue;
+      const at = Math.max(-1, ...tr.receiver.getSynchronizationSources().map((s) => s.timestamp));
+      now.set(tr.mid, at);
+      if (!last.has(tr.mid) || at !== last.get(tr.mid)) fresh.add(info.identity);
+      else out.add(info.identity);
+    }
+    this.lastPackets = now;
+    for (const id of fresh) out.delete(id);
+    return out;
+  }
+
   mutedMid(mid) {
     const info = this.midInfo.get(mid);
     return !!info && [...this.tracks.values()].some((t) => t.identity === info.identity && t.source === info.source && t.muted);
@@ -924,8 +949,11 @@ export class Room extends EventTarget {
   }
 
   /**
-   * How well media from each remote identity arrives, since the last call
-   * (call it every couple of seconds): loss, jitter, round-trip time.
+   * How well media from each remote identity arrives, since the last call:
+   * loss, jitter, round-trip time. A full getStats, which costs the page
+   * CPU (enough, every 2 s on a 2-core machine, to sway a receiver's
+   * bandwidth estimate): call it every ten seconds or so, and `stalled()`
+   * in between.
    * @returns {Promise<Object<string, Quality>>}
    */
   async quality() {

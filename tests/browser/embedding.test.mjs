@@ -77,7 +77,7 @@ test('the documented embedding page, from another origin, decodes video through 
 
   // Mute from the embedded page reaches alice's page; Leave leaves.
   await embedded.getByRole('button', { name: 'Mute' }).click();
-  await waitFor(() => alice.evaluate(() => document.querySelector('[data-identity="bob"] figcaption').textContent.includes('(muted)')), 10000, 'alice seeing bob muted');
+  await alice.getByRole('img', { name: "bob's microphone is muted" }).waitFor({ timeout: 10000 });
   await embedded.getByRole('button', { name: 'Leave' }).click();
   await waitFor(() => alice.evaluate(() => !document.querySelector('[data-identity="bob"]')), 10000, 'bob gone from alice\'s page');
   await embedded.locator('#status', { hasText: 'Call over (left)' }).waitFor({ timeout: 5000 });
