@@ -172,7 +172,10 @@ impl Fabric {
             }
             Event::ChannelClose(cid) if p.channel == Some(cid) => p.channel = None,
             // Its browser's estimate of what its link carries of what we send.
-            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => p.budget.on_estimate(estimate.as_u64()),
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+                tracing::trace!(participant = %p.id, estimate = estimate.as_u64(), "remb");
+                p.budget.on_estimate(estimate.as_u64())
+            }
             // NACKs this client sent us (as a subscriber), cumulative per m-line.
             Event::MediaEgressStats(s) => {
                 let seen = p.nacks_seen.entry(s.mid).or_default();
