@@ -120,13 +120,12 @@ impl Session {
             tokio::select! {
                 msg = rx.next() => {
                     last_seen = Instant::now();
+                    if let Some(why) = msg.as_ref().and_then(too_large) {
+                        close_too_large(tx, &why).await;
+                        return End::Done;
+                    }
                     match msg {
                         Some(Ok(Message::Text(text))) => {
-                            if text.len() > MAX_CLIENT_MESSAGE {
-                                let m = format!("message of {} bytes exceeds {MAX_CLIENT_MESSAGE}", text.len());
-                                close(tx, ErrorCode::MessageTooLarge, &m, CLOSE_TOO_BIG).await;
-                                return End::Done;
-                            }
                             self.received += 1;
                             match serde_json::from_str::<ClientMsg>(&text) {
                                 Ok(ClientMsg::Leave {}) => {
@@ -156,11 +155,6 @@ impl Session {
                         None => return End::Dropped,
                         Some(Err(e)) => {
                             debug!(participant = %pid, "websocket error: {e}");
-                            // Oversized frames surface here; say so before closing.
-                            if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
-                                close(tx, ErrorCode::MessageTooLarge, "message too large", CLOSE_TOO_BIG).await;
-                                return End::Done;
-                            }
                             return End::Dropped;
                         }
                     }
@@ -295,6 +289,10 @@ impl Session {
 /// join timeout; anything else closes it.
 async fn first_message(tx: &mut Tx, rx: &mut Rx) -> Option<ClientMsg> {
     let first = match timeout(JOIN_TIMEOUT, rx.next()).await {
+        Ok(Some(msg)) if too_large(&msg).is_some() => {
+            close_too_large(tx, &too_large(&msg).unwrap_or_default()).await;
+            return None;
+        }
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(_))) => {
             close(tx, ErrorCode::JoinRequired, "the first message must be a join", CLOSE_POLICY).await;
@@ -391,6 +389,37 @@ async fn send_json<T: serde::Serialize>(tx: &mut Tx, msg: &T) -> Result<(), axum
 }
 
 /// Tells the client why, then closes with a matching close frame.
+/// Why a message from the client is refused for its size, if it is: longer
+/// than the protocol allows, or so long that the WebSocket layer stopped
+/// reading it at its frame header (the transport limit).
+fn too_large(msg: &Result<Message, axum::Error>) -> Option<String> {
+    let len = match msg {
+        Ok(Message::Text(t)) => t.len(),
+        Ok(Message::Binary(b)) => b.len(),
+        Err(e) => {
+            // axum's error wraps tungstenite's (the version axum uses: a
+            // test sends 2 MiB and fails if the two drift apart).
+            let inner = std::error::Error::source(e).and_then(|s| s.downcast_ref::<tungstenite::Error>());
+            return matches!(inner, Some(tungstenite::Error::Capacity(_)))
+                .then(|| format!("message exceeds {MAX_CLIENT_MESSAGE} bytes"));
+        }
+        _ => return None,
+    };
+    (len > MAX_CLIENT_MESSAGE).then(|| format!("message of {len} bytes exceeds {MAX_CLIENT_MESSAGE}"))
+}
+
+/// How long a connection refused for an oversized message stays open after
+/// the close frame. The client is usually still sending the rest of it,
+/// which nobody reads: closing the socket at once would reset the
+/// connection, and a reset can overtake the close frame on the client's
+/// side, which then sees a connection lost instead of the reason.
+const OVERSIZED_LINGER: Duration = Duration::from_secs(1);
+
+async fn close_too_large(tx: &mut Tx, why: &str) {
+    close(tx, ErrorCode::MessageTooLarge, why, CLOSE_TOO_BIG).await;
+    tokio::time::sleep(OVERSIZED_LINGER).await;
+}
+
 async fn close(tx: &mut Tx, code: ErrorCode, message: &str, close_code: u16) {
     if !code.is_normal_close() {
         crate::metrics::count_error(code);

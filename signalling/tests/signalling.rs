@@ -180,6 +180,63 @@ async fn bad_input_gets_clear_errors_and_others_are_untouched() {
     assert_eq!(next_json(&mut bystander).await.unwrap()["type"], "error", "bystander's session still answers");
 }
 
+/// Sends one text message of about `size` bytes (a join when `first`, an
+/// answer otherwise) while reading, as a browser does; returns the
+/// server's `closed` message and close frame code (`None`: no close frame,
+/// the connection was just lost).
+async fn send_oversized(ws: Ws, first: bool, size: usize) -> (Option<Value>, Option<u16>) {
+    let filler = "x".repeat(size);
+    let msg = match first {
+        true => json!({"type": "join", "token": filler}),
+        false => json!({"type": "answer", "sdp": filler}),
+    };
+    let (mut sink, mut stream) = ws.split();
+    // The server may stop reading part way: the rest of the send can fail.
+    let sending = tokio::spawn(async move {
+        let _ = sink.send(Message::Text(msg.to_string().into())).await;
+    });
+    let (mut closed, mut code) = (None, None);
+    let read = async {
+        while let Some(Ok(m)) = stream.next().await {
+            match m {
+                Message::Text(t) => closed = Some(serde_json::from_str::<Value>(&t).unwrap()),
+                Message::Close(f) => {
+                    code = f.map(|f| u16::from(f.code));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.expect("the server closed in time");
+    sending.abort();
+    (closed, code)
+}
+
+#[tokio::test]
+async fn every_oversized_message_gets_message_too_large_and_close_1009() {
+    let (url, _stop) = start().await;
+    // Over the protocol's 64 KiB, and over what the WebSocket layer reads at all (1 MiB).
+    for size in [100 * 1024, 2 * 1024 * 1024] {
+        for first in [true, false] {
+            let ws = match first {
+                true => connect(&url).await,
+                false => {
+                    let (ws, reply) = join_with(&url, &token("big", &format!("p{size}")), None).await;
+                    assert_eq!(reply["type"], "joined", "{reply}");
+                    ws
+                }
+            };
+            let case = format!("{size} bytes as the {} message", if first { "first" } else { "a later" });
+            let (closed, code) = send_oversized(ws, first, size).await;
+            let closed = closed.unwrap_or_else(|| panic!("{case}: no closed message"));
+            assert_eq!(closed["type"], "closed", "{case}: {closed}");
+            assert_eq!(closed["code"], "message_too_large", "{case}: {closed}");
+            assert_eq!(code, Some(1009), "{case}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn joined_carries_turn_credentials_minted_for_the_participant() {
     let (url, _stop) = start().await;
