@@ -45,7 +45,8 @@ pub async fn login(
         tracing::info!(ip = %peer.ip(), "agent sign-in failed");
         return Err(ApiError(StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials, "wrong email or password".into()));
     };
-    let token = state.keys.sign_session(agent.id, &agent.email, agents::SESSION_TTL).map_err(|e| {
+    let sid = state.calls.store.create_session(agent.id, agents::SESSION_TTL).await?;
+    let token = state.keys.sign_session(agent.id, &agent.email, &sid, agents::SESSION_TTL).map_err(|e| {
         tracing::error!("signing a session: {e}");
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::TokenError, "could not sign you in".into())
     })?;
@@ -56,8 +57,14 @@ pub async fn login(
     ))
 }
 
-pub async fn logout(jar: CookieJar) -> impl IntoResponse {
-    (jar.remove(agents::cleared_cookie()), Json(serde_json::json!({})))
+/// Ends the session server-side too: a copy of the cookie is worthless after.
+pub async fn logout(State(state): State<Arc<AppState>>, jar: CookieJar) -> Result<impl IntoResponse, ApiError> {
+    let token = jar.get(agents::SESSION_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    if let Ok(session) = state.keys.verify_session(&token) {
+        state.calls.store.revoke_session(&session.sid).await?;
+        tracing::info!(agent = %session.email, "agent signed out");
+    }
+    Ok((jar.remove(agents::cleared_cookie()), Json(serde_json::json!({}))))
 }
 
 pub async fn me(agent: SignedInAgent) -> impl IntoResponse {

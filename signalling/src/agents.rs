@@ -89,9 +89,13 @@ impl FromRequestParts<Arc<AppState>> for SignedInAgent {
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let token = jar.get(SESSION_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
-        let session = state.keys.verify_session(&token).map_err(|_| {
-            ApiError(StatusCode::UNAUTHORIZED, ErrorCode::NotSignedIn, "sign in as an agent first".into())
-        })?;
+        let not_signed_in =
+            || ApiError(StatusCode::UNAUTHORIZED, ErrorCode::NotSignedIn, "sign in as an agent first".into());
+        let session = state.keys.verify_session(&token).map_err(|_| not_signed_in())?;
+        // Signed out, or the password changed since: the token alone is not enough.
+        if !state.calls.store.session_live(&session.sid, session.sub).await? {
+            return Err(not_signed_in());
+        }
         Ok(SignedInAgent { id: session.sub, email: session.email })
     }
 }

@@ -70,6 +70,8 @@ pub struct AgentSession {
     /// The agent's id.
     pub sub: i64,
     pub email: String,
+    /// The server-side session (store's `agent_sessions`) this token stands for.
+    pub sid: String,
     pub exp: u64,
     pub aud: String,
 }
@@ -228,12 +230,13 @@ impl Keys {
         self.sign(&claims)
     }
 
-    pub fn sign_session(&self, agent: i64, email: &str, ttl: Duration) -> Result<String, KeysError> {
+    pub fn sign_session(&self, agent: i64, email: &str, sid: &str, ttl: Duration) -> Result<String, KeysError> {
         let key = self.default_key().ok_or(KeysError::NoKey)?;
         let claims = AgentSession {
             iss: key.to_string(),
             sub: agent,
             email: email.to_string(),
+            sid: sid.to_string(),
             exp: unix_now() + ttl.as_secs(),
             aud: SESSION_AUDIENCE.to_string(),
         };
@@ -340,7 +343,7 @@ mod tests {
         assert_eq!(keys.verify(&keys.sign(&expired).unwrap()).unwrap_err(), AuthError::Expired);
 
         // Sessions and room tokens are not interchangeable.
-        let session = keys.sign_session(7, "a@example.com", Duration::from_secs(60)).unwrap();
+        let session = keys.sign_session(7, "a@example.com", "s1", Duration::from_secs(60)).unwrap();
         assert_eq!(keys.verify_session(&session).unwrap().sub, 7);
         assert!(keys.verify(&session).is_err());
         assert!(keys.verify_session(&t).is_err());

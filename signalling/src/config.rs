@@ -39,6 +39,15 @@ pub enum AgentCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Set an agent's password (read from standard input); signs the agent
+    /// out everywhere.
+    Passwd {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
     /// List agent accounts.
     List,
 }
@@ -137,6 +146,10 @@ pub struct ServeArgs {
     /// Delete recordings older than this (e.g. 30d); kept forever if unset.
     #[arg(long, env = "SWITCHBOARD_RECORDING_RETENTION", value_parser = humantime::parse_duration, global = true)]
     pub recording_retention: Option<Duration>,
+    /// Who may show the pages in a frame: CSP sources, comma-separated
+    /// (`'self'`, `https://app.example.com`, `'none'`).
+    #[arg(long, env = "SWITCHBOARD_FRAME_ANCESTORS", value_delimiter = ',', default_value = "'self'", global = true)]
+    pub frame_ancestors: Vec<String>,
 }
 
 impl ServeArgs {

@@ -72,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/rooms/{room}/recording", post(server_api::start_recording).delete(server_api::stop_recording))
         .route("/api/rooms/{room}/recordings", get(server_api::room_recordings))
         .route("/api/config", get(page_config))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::headers::add))
         .with_state(state)
 }
 

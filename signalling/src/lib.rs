@@ -21,6 +21,7 @@ pub mod auth;
 pub mod calls;
 pub mod config;
 pub mod customer_api;
+pub mod headers;
 pub mod http;
 pub mod ice_servers;
 pub mod metrics;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub presence: presence::Presence,
     /// Recordings older than this are deleted.
     pub recording_retention: Option<std::time::Duration>,
+    /// The pages' Content-Security-Policy (see `headers`).
+    pub page_policy: axum::http::HeaderValue,
 }
 
 /// The call flow's settings.
@@ -81,6 +84,8 @@ pub struct FlowConfig {
     /// `recordings_dir`).
     pub record_calls: bool,
     pub recording_retention: Option<std::time::Duration>,
+    /// Who may show the pages in a frame (CSP `frame-ancestors` sources).
+    pub frame_ancestors: Vec<String>,
 }
 
 /// A running server's parts, for `main` and for tests.
@@ -110,6 +115,8 @@ impl Server {
         let limits = ratelimit::Limits::new(flow.calls_per_minute, flow.logins_per_minute);
         let secure_cookies = flow.secure_cookies;
         let metrics = metrics::Metrics::new(sfu.clone());
+        let page_policy = headers::content_security_policy(&flow.frame_ancestors)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let state = AppState {
             sfu,
             clients,
@@ -125,6 +132,7 @@ impl Server {
             recordings: Arc::new(recordings),
             presence: presence::Presence::default(),
             recording_retention: flow.recording_retention,
+            page_policy,
         };
         Ok(Server { state: Arc::new(state), shutdown_tx, recording_events })
     }
@@ -208,6 +216,11 @@ async fn housekeeping(state: Arc<AppState>) {
         state.calls.sweep_missed().await;
         if n % 60 == 0 {
             state.limits.forget_idle();
+        }
+        if n % 3600 == 0 {
+            if let Err(e) = state.calls.store.forget_old_sessions().await {
+                tracing::error!("forgetting old agent sessions: {e}");
+            }
         }
         if let Some(retention) = state.recording_retention.filter(|_| n % 600 == 0) {
             if let Err(e) = state.recordings.expire(retention).await {

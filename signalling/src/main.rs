@@ -45,17 +45,18 @@ fn agent(cmd: AgentCommand, args: &ServeArgs) -> anyhow::Result<()> {
         let store = Store::open(&args.data_dir).await.context("opening the records")?;
         match cmd {
             AgentCommand::Add { email, name, .. } => {
-                let mut password = String::new();
-                std::io::stdin().read_line(&mut password)?;
-                let password = password.trim_end_matches(['\r', '\n']);
-                anyhow::ensure!(password.len() >= 8, "the password must have at least 8 characters");
                 anyhow::ensure!(email.contains('@'), "{email:?} is not an email address");
-                let hash = signalling::agents::hash_password(password)?;
+                let hash = password_from_stdin()?;
                 store
                     .add_agent(email.trim(), name.as_deref().map(str::trim).filter(|n| !n.is_empty()), &hash)
                     .await
                     .with_context(|| format!("adding {email} (does it exist already?)"))?;
                 eprintln!("agent {email} added");
+            }
+            AgentCommand::Passwd { email, .. } => {
+                let hash = password_from_stdin()?;
+                anyhow::ensure!(store.set_password(email.trim(), &hash).await?, "no agent {email}");
+                eprintln!("password of {email} changed; its sessions are signed out");
             }
             AgentCommand::List => {
                 for a in store.agents().await? {
@@ -65,6 +66,15 @@ fn agent(cmd: AgentCommand, args: &ServeArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// One line from standard input, checked and hashed.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(password.len() >= 8, "the password must have at least 8 characters");
+    Ok(signalling::agents::hash_password(password)?)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -110,6 +120,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             resume_grace: args.resume_grace,
             record_calls: args.record_calls,
             recording_retention: args.recording_retention,
+            frame_ancestors: args.frame_ancestors.clone(),
             // Over HTTPS the session cookie is Secure whatever the flag says.
             secure_cookies: args.secure_cookies || tls.is_some(),
         };

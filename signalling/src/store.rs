@@ -180,6 +180,72 @@ impl Store {
         Ok(r.last_insert_rowid())
     }
 
+    /// A new password; false if there is no such agent. Every session the
+    /// agent has is revoked: whoever knew the old password is signed out.
+    pub async fn set_password(&self, email: &str, password_hash: &str) -> Result<bool, sqlx::Error> {
+        let Some(agent) = self.agent_by_email(email).await? else { return Ok(false) };
+        sqlx::query("UPDATE agents SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(agent.id)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("UPDATE agent_sessions SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(agent.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
+    }
+
+    // ---- agent sessions ------------------------------------------------------
+
+    /// A new sign-in for `agent`, good for `ttl`; returns its id.
+    pub async fn create_session(&self, agent: i64, ttl: std::time::Duration) -> Result<String, sqlx::Error> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let now = now_ms();
+        sqlx::query("INSERT INTO agent_sessions (id, agent_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(&id)
+            .bind(agent)
+            .bind(now)
+            .bind(now + ttl.as_millis() as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    /// Whether session `id` of `agent` is neither revoked nor expired.
+    pub async fn session_live(&self, id: &str, agent: i64) -> Result<bool, sqlx::Error> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM agent_sessions WHERE id = ? AND agent_id = ? AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(agent)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn revoke_session(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE agent_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets sessions that ended (expired or revoked) over a day ago.
+    pub async fn forget_old_sessions(&self) -> Result<u64, sqlx::Error> {
+        let day_ago = now_ms() - 24 * 3600 * 1000;
+        let r = sqlx::query("DELETE FROM agent_sessions WHERE expires_at < ? OR revoked_at < ?")
+            .bind(day_ago)
+            .bind(day_ago)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, sqlx::Error> {
         sqlx::query_as("SELECT id, email, name, password_hash FROM agents WHERE email = ?")
             .bind(email)

@@ -40,6 +40,7 @@ async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
         secure_cookies: false,
         record_calls: false,
         recording_retention: None,
+        frame_ancestors: vec!["'self'".into()],
     };
     let turn = TurnAuth::Secret { secret: TURN_SECRET.into(), ttl: Duration::from_secs(3600) };
     let ice = IceServers::new(vec!["stun:127.0.0.1:3478".into(), "turn:127.0.0.1:3478".into()], turn).unwrap();

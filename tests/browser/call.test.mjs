@@ -178,6 +178,27 @@ test('a queued request survives a restart; two agents accepting at once: exactly
   for (const p of [ann, sam]) await waitFor(() => p.evaluate(() => window.agent.queue.length === 0), 5000, 'queue emptied');
 });
 
+test('signing out ends the session on the server; a new password signs the agent out everywhere', { timeout: 60000 }, async () => {
+  const s = await server();
+  const signIn = async (password) => {
+    const r = await fetch(`${s.url}/api/agent/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: ANN[0], password }) });
+    assert.equal(r.status, 200, 'signed in');
+    return r.headers.get('set-cookie').split(';')[0];
+  };
+  const me = async (cookie) => (await fetch(`${s.url}/api/agent/me`, { headers: { cookie } })).status;
+  const [laptop, phone] = [await signIn(ANN[1]), await signIn(ANN[1])];
+  assert.deepEqual([await me(laptop), await me(phone)], [200, 200]);
+  // Signing out on the laptop: a copy of its cookie is worth nothing; the phone stays signed in.
+  assert.equal((await fetch(`${s.url}/api/agent/logout`, { method: 'POST', headers: { cookie: laptop } })).status, 200);
+  assert.deepEqual([await me(laptop), await me(phone)], [401, 200], 'after signing out on the laptop');
+  // A new password signs every session out; the old password no longer works.
+  s.setPassword(ANN[0], 'a-new-password');
+  assert.equal(await me(phone), 401, 'the phone after the password changed');
+  const old = await fetch(`${s.url}/api/agent/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: ANN[0], password: ANN[1] }) });
+  assert.equal(old.status, 401, 'the old password');
+  assert.equal(await me(await signIn('a-new-password')), 200, 'the new password');
+});
+
 test('tokens, sessions and limits are enforced', { timeout: 120000 }, async () => {
   const s = await server(['--calls-per-minute', '3', '--logins-per-minute', '3']);
   const customer = await startCall(s, 'Eve');

@@ -165,7 +165,7 @@ test('the call screen with three and with a screen share: a grid that fills the 
   const ROOM = 'layout';
   const names = ['alice', 'bob', 'carol'];
   const pages = {};
-  for (const n of names) pages[n] = await open(`${server.url}/room/${ROOM}?token=${server.token(ROOM, n)}`, LAPTOP);
+  for (const n of names) pages[n] = await open(`${server.url}/room/${ROOM}#token=${server.token(ROOM, n)}`, LAPTOP);
   for (const n of names) for (const o of names) if (o !== n) await decoding(pages[n], o);
   await sleep(1500);
   const alice = pages.alice;

@@ -29,7 +29,7 @@ test('on a dual-stack server a page with only IPv6 and one with only IPv4 decode
     const b = await launchBrowser([], { netns: ns, pageUrl: server.pageUrl });
     browsers.push(b);
     pages[name] = await (await b.newContext()).newPage();
-    await pages[name].goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, name)}`);
+    await pages[name].goto(`${server.pageUrl}/room/${ROOM}#token=${server.token(ROOM, name)}`);
   }
   for (const [name, other] of [['alice', 'bob'], ['bob', 'alice']]) {
     await waitFor(async () => {

@@ -50,7 +50,7 @@ test('the documented embedding page, from another origin, decodes video through 
     await p.goto(url);
     return p;
   };
-  const alice = await open(`${server.url}/room/${ROOM}?token=${server.token(ROOM, 'alice')}`);
+  const alice = await open(`${server.url}/room/${ROOM}#token=${server.token(ROOM, 'alice')}`);
   const embedded = await open(`${appOrigin}/call.html?server=${encodeURIComponent(server.url)}&token=${server.token(ROOM, 'bob')}`);
 
   const got = await waitFor(async () => {

@@ -85,6 +85,9 @@ export async function startServer({ shards = 2, args = [], netns = null, tls = f
     /** Creates an agent account with the CLI, as an operator would. */
     addAgent: (email, password, name = null) =>
       execFileSync(BIN, ['agent', 'add', '--data-dir', dataDir, '--email', email, ...(name ? ['--name', name] : []), '--password-stdin'], { input: `${password}\n`, stdio: ['pipe', 'ignore', 'ignore'] }),
+    /** `switchboard agent passwd`, as an operator would run it beside the server. */
+    setPassword: (email, password) =>
+      execFileSync(BIN, ['agent', 'passwd', '--data-dir', dataDir, '--email', email, '--password-stdin'], { input: `${password}\n`, stdio: ['pipe', 'ignore', 'pipe'] }),
     /** Process CPU seconds (user + system) from /proc. */
     cpuSeconds: () => {
       const f = readFileSync(`/proc/${proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');

@@ -33,7 +33,7 @@ test('the room page over HTTPS with a self-signed certificate joins and decodes;
   for (const [name, ns] of [['alice', 'sbt-c1'], ['bob', 'sbt-c2']]) {
     // Not loopback, and no flag treating the origin as secure: only HTTPS.
     pages[name] = await page(server, ns, true);
-    await pages[name].goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, name)}`);
+    await pages[name].goto(`${server.pageUrl}/room/${ROOM}#token=${server.token(ROOM, name)}`);
   }
   for (const [name, other] of [['alice', 'bob'], ['bob', 'alice']]) {
     const ctx = await pages[name].evaluate(() => ({ secure: window.isSecureContext, protocol: location.protocol }));
@@ -52,9 +52,30 @@ test('the room page over HTTPS with a self-signed certificate joins and decodes;
   const plain = await startServer({ shards: 1, netns: 'sbt-srv' });
   servers.push(plain);
   const insecure = await page(plain, 'sbt-c1', true);
-  await insecure.goto(`${plain.pageUrl}/room/${ROOM}?token=${plain.token(ROOM, 'carol')}`);
+  await insecure.goto(`${plain.pageUrl}/room/${ROOM}#token=${plain.token(ROOM, 'carol')}`);
   await waitFor(async () => /secure page: open this address with https:\/\//.test(await insecure.locator('#media-notice').textContent()), 10000, 'the room page saying it needs HTTPS');
   assert.ok(await insecure.locator('#media-notice').isVisible(), 'the notice is on screen');
   await insecure.goto(`${plain.pageUrl}/`);
   await waitFor(async () => /https:\/\//.test(await insecure.locator('#start-error').textContent()), 10000, 'the customer page saying it needs HTTPS');
+
+  // Every page runs our scripts only, says who may frame it, sends no
+  // Referer (a room link's token goes nowhere) and is not type-sniffed.
+  for (const path of ['/', '/agent', `/room/${ROOM}`]) {
+    const h = (await fetch(`${plain.url}${path}`)).headers;
+    assert.match(h.get('content-security-policy') || '', /script-src 'self';.*frame-ancestors 'self'$/, `${path}: policy`);
+    assert.equal(h.get('referrer-policy'), 'no-referrer', `${path}`);
+    assert.equal(h.get('x-content-type-options'), 'nosniff', `${path}`);
+  }
+  const inline = await insecure.evaluate(() => new Promise((resolve) => {
+    document.addEventListener('securitypolicyviolation', (e) => resolve(e.effectiveDirective), { once: true });
+    const s = document.createElement('script');
+    s.textContent = 'window.inlineRan = true';
+    document.body.append(s);
+    setTimeout(() => resolve(window.inlineRan ? 'it ran' : 'no violation reported'), 3000);
+  }));
+  assert.equal(inline, 'script-src-elem', 'Chromium refuses an inline script on our pages');
+  // A token in the query string (sent to the server, logged by proxies) is not used.
+  await insecure.goto(`${plain.pageUrl}/room/${ROOM}?token=${plain.token(ROOM, 'dave')}`);
+  await waitFor(async () => /after "#"/.test(await insecure.locator('#call').textContent()), 10000, 'the room page refusing a ?token= link');
+  assert.equal(await insecure.evaluate(() => window.switchboard), undefined, 'it did not join');
 });

@@ -51,7 +51,7 @@ test('a page whose UDP is blocked joins over ICE-TCP and decodes; strangers on t
     browsers.push(b);
     pages[name] = await (await b.newContext()).newPage();
     started[name] = Date.now();
-    await pages[name].goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, name)}`);
+    await pages[name].goto(`${server.pageUrl}/room/${ROOM}#token=${server.token(ROOM, name)}`);
   }
   const firstFrame = {};
   for (const [name, other] of [['alice', 'bob'], ['bob', 'alice']]) {

@@ -43,7 +43,7 @@ async function open(i, identity, extra) {
   if (identity === 'alice') await ctx.addInitScript(QHD_CAMERA);
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[${identity}] page error`, e));
-  await page.goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, identity, extra)}`);
+  await page.goto(`${server.pageUrl}/room/${ROOM}#token=${server.token(ROOM, identity, extra)}`);
   return page;
 }
 

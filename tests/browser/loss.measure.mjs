@@ -24,7 +24,7 @@ async function open(ns, identity, extra) {
   browsers.push(b);
   const ctx = await b.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await ctx.newPage();
-  await page.goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, identity, extra)}`);
+  await page.goto(`${server.pageUrl}/room/${ROOM}#token=${server.token(ROOM, identity, extra)}`);
   return page;
 }
 const metric = async (name) => {

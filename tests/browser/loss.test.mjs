@@ -23,7 +23,7 @@ async function open(ns, identity, extra) {
   browsers.push(b);
   const page = await (await b.newContext({ viewport: { width: 1600, height: 1000 } })).newPage();
   page.on('pageerror', (e) => console.error(`[${identity}] page error`, e));
-  await page.goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, identity, extra)}`);
+  await page.goto(`${server.pageUrl}/room/${ROOM}#token=${server.token(ROOM, identity, extra)}`);
   return page;
 }
 

@@ -27,7 +27,7 @@ test('a page behind a NAT joins and decodes, and is decoded', { timeout: 180000 
     browsers.push(b);
     pages[name] = await (await b.newContext()).newPage();
     started[name] = Date.now();
-    await pages[name].goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, name)}`);
+    await pages[name].goto(`${server.pageUrl}/room/${ROOM}#token=${server.token(ROOM, name)}`);
   }
   for (const [name, other] of [['alice', 'bob'], ['bob', 'alice']]) {
     await waitFor(async () => {

@@ -23,7 +23,7 @@ async function open(name, ns) {
   const b = await launchBrowser([], { netns: ns, pageUrl: server.pageUrl });
   browsers.push(b);
   const page = await (await b.newContext()).newPage();
-  await page.goto(`${server.pageUrl}/room/${ROOM}?token=${server.token(ROOM, name)}`);
+  await page.goto(`${server.pageUrl}/room/${ROOM}#token=${server.token(ROOM, name)}`);
   return page;
 }
 

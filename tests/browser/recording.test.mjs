@@ -198,7 +198,7 @@ test('kill -9 mid-recording: after a restart the file plays up to the kill and t
 test('a backend records a plain room through the server API: a file per camera and one for the screen share; only its grant reads them', { timeout: 180000 }, async () => {
   if (!server) { server = await startServer({ shards: 2 }); server.addAgent(...ANN); browser = await launchBrowser(); }
   const ROOM = 'standup';
-  const [alice, bob] = [await page(`${server.url}/room/${ROOM}?token=${server.token(ROOM, 'alice')}`), await page(`${server.url}/room/${ROOM}?token=${server.token(ROOM, 'bob')}`)];
+  const [alice, bob] = [await page(`${server.url}/room/${ROOM}#token=${server.token(ROOM, 'alice')}`), await page(`${server.url}/room/${ROOM}#token=${server.token(ROOM, 'bob')}`)];
   await Promise.all([receiving(alice, 'bob'), receiving(bob, 'alice')]);
   const api = (method, path, token) => fetch(`${server.url}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} })
     .then(async (r) => [r.status, await r.json().catch(() => null)]);

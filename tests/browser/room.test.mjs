@@ -21,7 +21,7 @@ test('three browsers see, hear and message each other; a closed tab leaves', { t
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
     page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
-    await page.goto(`${server.url}/room/${ROOM}?token=${server.token(ROOM, name)}`);
+    await page.goto(`${server.url}/room/${ROOM}#token=${server.token(ROOM, name)}`);
     pages[name] = page;
   }
   const inbound = (name) => pages[name].evaluate(() => window.switchboard.inbound());
@@ -58,7 +58,7 @@ test('three browsers see, hear and message each other; a closed tab leaves', { t
   // transport-cc or abs-send-time (we run no bandwidth estimation on what it
   // could send), and Chromium plays them all the same.
   const viewer = await (await browser.newContext()).newPage();
-  await viewer.goto(`${server.url}/room/${ROOM}?token=${server.token(ROOM, 'dave', ['--no-publish'])}`);
+  await viewer.goto(`${server.url}/room/${ROOM}#token=${server.token(ROOM, 'dave', ['--no-publish'])}`);
   const seen = await waitFor(async () => {
     const s = await viewer.evaluate(() => window.switchboard.inbound());
     return NAMES.every((o) => s[o] && s[o].framesDecoded > 10 && s[o].audioBytes > 0) && s;

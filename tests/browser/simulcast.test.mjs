@@ -21,7 +21,7 @@ test('viewers decode the simulcast layer their tile needs; a hidden tile gets no
     const ctx = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
     const page = await ctx.newPage();
     page.on('pageerror', (e) => console.error(`[${identity}] page error`, e));
-    await page.goto(`${server.url}/room/${ROOM}?token=${server.token(ROOM, identity, extra)}`);
+    await page.goto(`${server.url}/room/${ROOM}#token=${server.token(ROOM, identity, extra)}`);
     return page;
   };
   const alice = await open('alice', []);

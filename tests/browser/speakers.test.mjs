@@ -24,7 +24,7 @@ async function open(browser, identity) {
   await ctx.addInitScript(SMALL_CAMERA);
   const page = await ctx.newPage();
   page.on('pageerror', (e) => console.error(`[${identity}] page error`, e));
-  await page.goto(`${server.url}/room/${ROOM}?token=${server.token(ROOM, identity)}`);
+  await page.goto(`${server.url}/room/${ROOM}#token=${server.token(ROOM, identity)}`);
   await page.locator('#local-video').evaluate((v) => new Promise((r) => (v.srcObject ? r() : v.addEventListener('loadedmetadata', r))));
   return page;
 }

@@ -55,7 +55,7 @@ test('relay-only pages call each other through coturn over UDP and TCP with mint
     const page = await (await browser.newContext()).newPage();
     await page.addInitScript(relayOnly, transport);
     page.on('pageerror', (e) => console.error(`[${name}] page error`, e));
-    await page.goto(`${server.url}/room/${ROOM}?token=${server.token(ROOM, name)}`);
+    await page.goto(`${server.url}/room/${ROOM}#token=${server.token(ROOM, name)}`);
     pages[name] = page;
   }
   const started = Date.now();
