@@ -11,6 +11,9 @@
 # messages from /metrics. Server on CPU 1 with SHARDS shards (default 1), load
 # on CPU 0.
 set -eu
+# Every load peer connects from one loopback address: lift the per-address
+# and room caps a production server keeps (by environment: older builds ignore it).
+for cap in CONNECTIONS CONNECTIONS_PER_IP PARTICIPANTS PARTICIPANTS_PER_ROOM; do export "SWITCHBOARD_MAX_$cap=1000000"; done
 load=$1 rounds=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -20,10 +20,17 @@ Needs a release build (cargo build --release --workspace).
 
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 import tempfile
 import time
+
+# Every load peer connects from one loopback address: lift the per-address
+# and room caps a production server keeps (by environment, which older
+# builds ignore).
+for cap in ("CONNECTIONS", "CONNECTIONS_PER_IP", "PARTICIPANTS", "PARTICIPANTS_PER_ROOM"):
+    os.environ.setdefault(f"SWITCHBOARD_MAX_{cap}", "1000000")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release"

@@ -42,6 +42,12 @@ codes! {
     // The signalling session.
     BadMessage = "bad_message",
     MessageTooLarge = "message_too_large",
+    /// The server holds all the connections, participants or rooms it takes.
+    ServerFull = "server_full",
+    /// The room holds all the participants it takes.
+    RoomFull = "room_full",
+    /// The client's address holds all the signalling connections it may.
+    TooManyConnections = "too_many_connections",
     JoinRequired = "join_required",
     JoinTimeout = "join_timeout",
     AlreadyJoined = "already_joined",

@@ -150,6 +150,26 @@ pub struct ServeArgs {
     /// (`'self'`, `https://app.example.com`, `'none'`).
     #[arg(long, env = "SWITCHBOARD_FRAME_ANCESTORS", value_delimiter = ',', default_value = "'self'", global = true)]
     pub frame_ancestors: Vec<String>,
+    /// Signalling connections held at once (the WebSocket; the pages' and
+    /// the SDK's one per participant).
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
+    pub max_connections: usize,
+    /// Signalling connections from one client address (behind a proxy,
+    /// the proxy's).
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", default_value_t = 100, global = true)]
+    pub max_connections_per_ip: usize,
+    /// Participants in all rooms.
+    #[arg(long, env = "SWITCHBOARD_MAX_PARTICIPANTS", default_value_t = 5_000, global = true)]
+    pub max_participants: usize,
+    /// Participants in one room.
+    #[arg(long, env = "SWITCHBOARD_MAX_PARTICIPANTS_PER_ROOM", default_value_t = 500, global = true)]
+    pub max_participants_per_room: usize,
+    /// Rooms with participants at once.
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOMS", default_value_t = 2_000, global = true)]
+    pub max_rooms: usize,
+    /// Signalling messages one connection may send per second (twice that in a burst).
+    #[arg(long, env = "SWITCHBOARD_MESSAGES_PER_SECOND", default_value_t = 50, global = true)]
+    pub messages_per_second: u32,
 }
 
 impl ServeArgs {

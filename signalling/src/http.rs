@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State, WebSocketUpgrade};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
 use axum::http::header;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
@@ -96,8 +98,15 @@ async fn sdk() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/javascript"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], SDK_JS)
 }
 
-async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> impl IntoResponse {
+async fn ws_upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> impl IntoResponse {
+    // Over the cap the connection is still upgraded, to tell the client why
+    // (a browser cannot read a refused upgrade's status).
+    let held = state.caps.connect(peer.ip());
     ws.max_message_size(WS_TRANSPORT_LIMIT)
         .max_frame_size(WS_TRANSPORT_LIMIT)
-        .on_upgrade(move |socket| crate::ws::session(socket, state))
+        .on_upgrade(move |socket| crate::ws::session(socket, state, held))
 }

@@ -19,6 +19,7 @@ pub mod agent_api;
 pub mod agents;
 pub mod auth;
 pub mod calls;
+pub mod caps;
 pub mod config;
 pub mod customer_api;
 pub mod headers;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub recording_retention: Option<std::time::Duration>,
     /// The pages' Content-Security-Policy (see `headers`).
     pub page_policy: axum::http::HeaderValue,
+    /// Connections, participants and rooms held, against their caps.
+    pub caps: Arc<caps::Caps>,
 }
 
 /// The call flow's settings.
@@ -86,6 +89,7 @@ pub struct FlowConfig {
     pub recording_retention: Option<std::time::Duration>,
     /// Who may show the pages in a frame (CSP `frame-ancestors` sources).
     pub frame_ancestors: Vec<String>,
+    pub caps: caps::CapsConfig,
 }
 
 /// A running server's parts, for `main` and for tests.
@@ -133,6 +137,7 @@ impl Server {
             presence: presence::Presence::default(),
             recording_retention: flow.recording_retention,
             page_policy,
+            caps: caps::Caps::new(flow.caps),
         };
         Ok(Server { state: Arc::new(state), shutdown_tx, recording_events })
     }

@@ -121,6 +121,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             record_calls: args.record_calls,
             recording_retention: args.recording_retention,
             frame_ancestors: args.frame_ancestors.clone(),
+            caps: signalling::caps::CapsConfig {
+                connections: args.max_connections,
+                connections_per_ip: args.max_connections_per_ip,
+                participants: args.max_participants,
+                participants_per_room: args.max_participants_per_room,
+                rooms: args.max_rooms,
+                messages_per_second: args.messages_per_second,
+            },
             // Over HTTPS the session cookie is Secure whatever the flag says.
             secure_cookies: args.secure_cookies || tls.is_some(),
         };

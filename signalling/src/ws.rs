@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sfu::{ClientEvent, JoinRequest, ParticipantId, Permissions, ShardId, Signal};
 use tokio::time::{interval, timeout, Instant, MissedTickBehavior};
 use tracing::{debug, info};
 
 use crate::calls::CallEvent;
+use crate::caps::{Held, Refused};
 use crate::protocol::{ClientMsg, Resume, ServerMsg, MAX_CLIENT_MESSAGE};
 use crate::resume::{Outbox, Rx, Takeover, Tx};
 use crate::AppState;
@@ -44,6 +46,10 @@ struct Session {
     outbox: Outbox,
     /// Text messages received from the client since `joined`.
     received: u64,
+    /// Its place in the room (see `caps`), given back when the session ends.
+    _seat: Held,
+    /// Messages per second it may send.
+    rate: DefaultDirectRateLimiter,
 }
 
 /// Why a connection stopped serving its session.
@@ -56,9 +62,17 @@ enum End {
     TakenOver(Takeover),
 }
 
-pub async fn session(socket: WebSocket, state: Arc<AppState>) {
+pub async fn session(socket: WebSocket, state: Arc<AppState>, held: Result<Held, Refused>) {
     let _open = crate::metrics::ConnectionGuard::new("room");
     let (mut tx, mut rx) = socket.split();
+    let _held = match held {
+        Ok(h) => h,
+        Err((code, why)) => {
+            info!(%code, "signalling connection refused: {why}");
+            close(&mut tx, code, &why, CLOSE_POLICY).await;
+            return;
+        }
+    };
     let Some(first) = first_message(&mut tx, &mut rx).await else { return };
     let (token, room) = match first {
         ClientMsg::Join { token, room } => (token, room),
@@ -125,6 +139,12 @@ impl Session {
                         return End::Done;
                     }
                     match msg {
+                        Some(Ok(Message::Text(_))) if self.rate.check().is_err() => {
+                            let m = format!("more than {} messages a second", state.caps.config.messages_per_second);
+                            info!(participant = %pid, "signalling closed: {m}");
+                            close(tx, ErrorCode::RateLimited, &m, CLOSE_POLICY).await;
+                            return End::Done;
+                        }
                         Some(Ok(Message::Text(text))) => {
                             self.received += 1;
                             match serde_json::from_str::<ClientMsg>(&text) {
@@ -337,6 +357,14 @@ async fn join(tx: &mut Tx, state: &AppState, token: String, room: Option<String>
             return None;
         }
     }
+    let seat = match state.caps.admit(&claims.video.room) {
+        Ok(seat) => seat,
+        Err((code, why)) => {
+            info!(identity = %claims.sub, room = %claims.video.room, %code, "join refused: {why}");
+            close(tx, code, &why, CLOSE_POLICY).await;
+            return None;
+        }
+    };
 
     let pid = state.sfu.allocate_participant();
     let events = state.clients.register(pid);
@@ -376,7 +404,16 @@ async fn join(tx: &mut Tx, state: &AppState, token: String, room: Option<String>
         takeovers,
         outbox: Outbox::default(),
         received: 0,
+        _seat: seat,
+        rate: message_rate(state.caps.config.messages_per_second),
     })
+}
+
+/// `per_second` messages a second, twice that in a burst.
+fn message_rate(per_second: u32) -> DefaultDirectRateLimiter {
+    let n = std::num::NonZeroU32::new(per_second.max(1)).expect("at least 1");
+    let burst = n.saturating_mul(std::num::NonZeroU32::new(2).expect("2"));
+    RateLimiter::direct(Quota::per_second(n).allow_burst(burst))
 }
 
 fn to_text<T: serde::Serialize>(msg: &T) -> String {
@@ -388,7 +425,6 @@ async fn send_json<T: serde::Serialize>(tx: &mut Tx, msg: &T) -> Result<(), axum
     tx.send(Message::Text(to_text(msg).into())).await
 }
 
-/// Tells the client why, then closes with a matching close frame.
 /// Why a message from the client is refused for its size, if it is: longer
 /// than the protocol allows, or so long that the WebSocket layer stopped
 /// reading it at its frame header (the transport limit).
@@ -420,6 +456,7 @@ async fn close_too_large(tx: &mut Tx, why: &str) {
     tokio::time::sleep(OVERSIZED_LINGER).await;
 }
 
+/// Tells the client why, then closes with a matching close frame.
 async fn close(tx: &mut Tx, code: ErrorCode, message: &str, close_code: u16) {
     if !code.is_normal_close() {
         crate::metrics::count_error(code);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use signalling::auth::{unix_now, Claims, Keys, VideoGrant};
+use signalling::caps::CapsConfig;
 use signalling::ice_servers::{rest_credential, IceServers, TurnAuth};
 use signalling::Server;
 use tokio::net::TcpListener;
@@ -19,6 +20,10 @@ const SECRET: &str = "test-secret-test-secret-test-secret";
 const TURN_SECRET: &str = "shared-with-coturn";
 
 async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
+    start_with(CapsConfig::default()).await
+}
+
+async fn start_with(caps: CapsConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
     let config = sfu::SfuConfig {
         shards: 2,
         udp_bind: vec![[127, 0, 0, 1].into()],
@@ -41,6 +46,7 @@ async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
         record_calls: false,
         recording_retention: None,
         frame_ancestors: vec!["'self'".into()],
+        caps,
     };
     let turn = TurnAuth::Secret { secret: TURN_SECRET.into(), ttl: Duration::from_secs(3600) };
     let ice = IceServers::new(vec!["stun:127.0.0.1:3478".into(), "turn:127.0.0.1:3478".into()], turn).unwrap();
@@ -329,4 +335,68 @@ async fn a_dropped_connection_resumes_the_same_participant_with_nothing_lost() {
     assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("closed"), Some("resume_failed")), "{reply}");
     let (_, reply) = resume_with(&url, "made-up", 0).await;
     assert_eq!(reply["code"], "resume_failed");
+}
+
+#[tokio::test]
+async fn a_full_room_and_too_many_connections_are_refused_with_their_codes_and_a_leaver_frees_its_place() {
+    let caps = CapsConfig { participants_per_room: 2, connections_per_ip: 4, ..CapsConfig::default() };
+    let (url, _stop) = start_with(caps).await;
+    let (mut a, reply) = join_with(&url, &token("capped", "a"), None).await;
+    assert_eq!(reply["type"], "joined", "{reply}");
+    let (_b, reply) = join_with(&url, &token("capped", "b"), None).await;
+    assert_eq!(reply["type"], "joined", "{reply}");
+    assert_refused(&url, &token("capped", "c"), None, "room_full").await;
+
+    // a leaves: c gets its place (once a's session has ended).
+    send(&mut a, json!({"type": "leave"})).await;
+    while next_json(&mut a).await.is_some() {}
+    let mut c = None;
+    for _ in 0..40 {
+        let (ws, reply) = join_with(&url, &token("capped", "c"), None).await;
+        if reply["type"] == "joined" {
+            c = Some(ws);
+            break;
+        }
+        assert_eq!(reply["code"], "room_full", "{reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(c.is_some(), "c joined after a left");
+
+    // b and c hold two of this address's four connections; two idle ones
+    // take the rest, and a fifth is told why it is refused.
+    let _idle = (connect(&url).await, connect(&url).await);
+    let mut fifth = connect(&url).await;
+    let reply = next_json(&mut fifth).await.expect("a reason");
+    assert_eq!(
+        (reply["type"].as_str(), reply["code"].as_str()),
+        (Some("closed"), Some("too_many_connections")),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_flooding_messages_is_closed_as_rate_limited() {
+    let (url, _stop) = start_with(CapsConfig { messages_per_second: 5, ..CapsConfig::default() }).await;
+    let (mut ws, reply) = join_with(&url, &token("r", "chatty"), None).await;
+    assert_eq!(reply["type"], "joined", "{reply}");
+    // Within the burst (10): each gets its answer.
+    for _ in 0..5 {
+        send(&mut ws, json!({"type": "mute", "mid": "nope", "muted": true})).await;
+        assert_eq!(next_json(&mut ws).await.unwrap()["type"], "error");
+    }
+    for _ in 0..30 {
+        if ws
+            .send(Message::Text(json!({"type": "mute", "mid": "nope", "muted": true}).to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut last = None;
+    while let Some(m) = next_json(&mut ws).await {
+        last = Some(m);
+    }
+    let last = last.expect("messages before the close");
+    assert_eq!((last["type"].as_str(), last["code"].as_str()), (Some("closed"), Some("rate_limited")), "{last}");
 }

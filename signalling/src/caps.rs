@@ -1,0 +1,203 @@
+//! Caps on what clients can make the server hold: signalling connections
+//! (in total and per source address), participants (in total and per
+//! room) and rooms. Each share is taken with a guard that gives it back on
+//! drop, so a session that ends in any way (left, vanished, refused, its
+//! task cancelled) frees its place. Refusals are counted by their error code
+//! (`switchboard_signalling_errors_total`).
+//!
+//! Control plane only: taken once per connection and per join, never per
+//! packet, so one mutex each is enough.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use sfu::ErrorCode;
+
+/// The configured caps (see the README's configuration table).
+#[derive(Debug, Clone)]
+pub struct CapsConfig {
+    pub connections: usize,
+    pub connections_per_ip: usize,
+    pub participants: usize,
+    pub participants_per_room: usize,
+    pub rooms: usize,
+    /// Signalling messages a connection may send per second (twice that
+    /// in a burst: a join's offer and its candidates come together).
+    pub messages_per_second: u32,
+}
+
+impl Default for CapsConfig {
+    fn default() -> Self {
+        CapsConfig {
+            connections: 10_000,
+            connections_per_ip: 100,
+            participants: 5_000,
+            participants_per_room: 500,
+            rooms: 2_000,
+            messages_per_second: 50,
+        }
+    }
+}
+
+/// A refusal: the code the client gets and why.
+pub type Refused = (ErrorCode, String);
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    by_key: HashMap<String, usize>,
+}
+
+impl Counts {
+    /// Takes one share of `key` unless the total or the key is at its cap.
+    fn take(&mut self, key: &str, total_cap: usize, key_cap: usize) -> Result<(), CapHit> {
+        let of_key = self.by_key.get(key).copied().unwrap_or(0);
+        if self.total >= total_cap {
+            return Err(CapHit::Total);
+        }
+        if of_key >= key_cap {
+            return Err(CapHit::Key);
+        }
+        self.total += 1;
+        *self.by_key.entry(key.to_string()).or_default() += 1;
+        Ok(())
+    }
+
+    fn give_back(&mut self, key: &str) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.by_key.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_key.remove(key);
+            }
+        }
+    }
+}
+
+enum CapHit {
+    Total,
+    Key,
+}
+
+pub struct Caps {
+    pub config: CapsConfig,
+    connections: Mutex<Counts>,
+    participants: Mutex<Counts>,
+}
+
+impl Caps {
+    pub fn new(config: CapsConfig) -> Arc<Caps> {
+        Arc::new(Caps { config, connections: Mutex::default(), participants: Mutex::default() })
+    }
+
+    /// A signalling connection from `ip`, held until the guard drops.
+    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<Held, Refused> {
+        let key = ip.to_string();
+        let c = &self.config;
+        let taken = lock(&self.connections).take(&key, c.connections, c.connections_per_ip);
+        match taken {
+            Ok(()) => Ok(Held { caps: self.clone(), kind: Kind::Connection, key }),
+            Err(CapHit::Total) => Err((ErrorCode::ServerFull, "the server has all the connections it takes".into())),
+            Err(CapHit::Key) => Err((
+                ErrorCode::TooManyConnections,
+                format!("{} connections from your address already", c.connections_per_ip),
+            )),
+        }
+    }
+
+    /// A participant of `room`, held until the guard drops.
+    pub fn admit(self: &Arc<Self>, room: &str) -> Result<Held, Refused> {
+        let c = &self.config;
+        let mut counts = lock(&self.participants);
+        if !counts.by_key.contains_key(room) && counts.by_key.len() >= c.rooms {
+            return Err((ErrorCode::ServerFull, format!("the server has {} rooms, its most", c.rooms)));
+        }
+        match counts.take(room, c.participants, c.participants_per_room) {
+            Ok(()) => Ok(Held { caps: self.clone(), kind: Kind::Participant, key: room.to_string() }),
+            Err(CapHit::Total) => Err((ErrorCode::ServerFull, "the server has all the participants it takes".into())),
+            Err(CapHit::Key) => {
+                Err((ErrorCode::RoomFull, format!("the room has {} participants, its most", c.participants_per_room)))
+            }
+        }
+    }
+
+    /// Participants now (for tests and metrics).
+    pub fn participants(&self) -> usize {
+        lock(&self.participants).total
+    }
+}
+
+fn lock(m: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
+    // Counts stay consistent even if a holder panicked: take them as they are.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum Kind {
+    Connection,
+    Participant,
+}
+
+/// One share of a cap; given back on drop.
+pub struct Held {
+    caps: Arc<Caps>,
+    kind: Kind,
+    key: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let counts = match self.kind {
+            Kind::Connection => &self.caps.connections,
+            Kind::Participant => &self.caps.participants,
+        };
+        lock(counts).give_back(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps() -> Arc<Caps> {
+        Caps::new(CapsConfig {
+            connections: 3,
+            connections_per_ip: 2,
+            participants: 3,
+            participants_per_room: 2,
+            rooms: 2,
+            messages_per_second: 1,
+        })
+    }
+
+    fn code<T>(r: Result<T, Refused>) -> ErrorCode {
+        r.err().expect("refused").0
+    }
+
+    #[test]
+    fn connections_are_capped_per_address_and_in_total_and_given_back() {
+        let caps = caps();
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let first = caps.connect(a).unwrap();
+        let _second = caps.connect(a).unwrap();
+        assert_eq!(code(caps.connect(a)), ErrorCode::TooManyConnections);
+        let _third = caps.connect(b).unwrap();
+        assert_eq!(code(caps.connect(b)), ErrorCode::ServerFull);
+        drop(first);
+        assert!(caps.connect(a).is_ok(), "a closed connection gives its place back");
+    }
+
+    #[test]
+    fn participants_are_capped_per_room_in_total_and_rooms_by_number() {
+        let caps = caps();
+        let a1 = caps.admit("a").unwrap();
+        let _a2 = caps.admit("a").unwrap();
+        assert_eq!(code(caps.admit("a")), ErrorCode::RoomFull);
+        let _b1 = caps.admit("b").unwrap();
+        assert_eq!(code(caps.admit("c")), ErrorCode::ServerFull, "a third room");
+        assert_eq!(code(caps.admit("b")), ErrorCode::ServerFull, "a fourth participant");
+        drop(a1);
+        let _a3 = caps.admit("a").expect("a leaver gives its place back");
+        assert_eq!(caps.participants(), 3);
+    }
+}
