@@ -100,8 +100,9 @@ test('each viewer decodes the layer its capped link carries, and follows the cap
 
   // Settled: 12 s of steady decoding at those widths, few freezes. Now and
   // then the server tries the next layer up on a capped link (the only way
-  // to learn that a link got faster) and steps back when it does not fit:
-  // each viewer must be on its own layer nearly all the time, not always.
+  // to learn that a link got faster) and steps back at the first fall of
+  // the viewer's estimate: each viewer must be on its own layer nearly all
+  // the time, not always.
   const before = await Promise.all(pages.map(stats));
   const onLayer = VIEWERS.map(() => 0);
   const SAMPLES = 24;
@@ -114,15 +115,17 @@ test('each viewer decodes the layer its capped link carries, and follows the cap
   const rows = VIEWERS.map((v, i) => {
     const a = before[i], b = after12[i];
     return { cap: v.kbit ? `${v.kbit} kb/s` : 'none', width: b.frameWidth, share: onLayer[i] / SAMPLES,
-      fps: (b.framesDecoded - a.framesDecoded) / 12, freezes: b.freezeCount - a.freezeCount,
+      fps: (b.framesDecoded - a.framesDecoded) / 12, freezes: b.freezeCount - a.freezeCount, frozen: b.freezeSeconds - a.freezeSeconds,
       kbps: Math.round((b.videoBytes - a.videoBytes) * 8 / 12 / 1000) };
   });
   console.log('settled (12 s):\n' + rows.map((r) => `  cap ${r.cap}: ${VIEWERS[rows.indexOf(r)].width} wide ${Math.round(r.share * 100)} % of the time ` +
-    `(now ${r.width}), ${r.fps.toFixed(1)} fps, ${r.freezes} freezes, ${r.kbps} kb/s video`).join('\n'));
+    `(now ${r.width}), ${r.fps.toFixed(1)} fps, ${r.freezes} freezes (${r.frozen.toFixed(1)} s), ${r.kbps} kb/s video`).join('\n'));
   for (const [i, r] of rows.entries()) {
     assert.ok(r.share >= 0.75, `${VIEWERS[i].name} is on its layer ${Math.round(r.share * 100)} % of the time`);
     assert.ok(r.fps >= 10, `${VIEWERS[i].name} decodes continuously (${r.fps} fps)`);
-    assert.ok(r.freezes <= 2, `${VIEWERS[i].name}: at most two freezes in 12 s (${r.freezes})`);
+    // A trial that does not fit is undone within a second, but its two
+    // switches and the overrun can each cost a brief freeze.
+    assert.ok(r.freezes <= 3 && r.frozen < 2, `${VIEWERS[i].name}: at most three brief freezes in 12 s (${r.freezes}, ${r.frozen.toFixed(1)} s)`);
   }
 
   // The open link gets the low cap: its viewer steps down to the low layer.

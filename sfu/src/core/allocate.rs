@@ -54,6 +54,12 @@ const FALL_PERCENT: u64 = 99;
 const PROBATION: Duration = Duration::from_secs(10);
 /// A step up that held this long clears the failures.
 const STABLE: Duration = Duration::from_secs(30);
+/// After stepping down because the estimate fell (the link got worse; a
+/// failed trial doubles the hold instead), no step up for this long: the queue
+/// that built up is still draining, and meanwhile the receiver's estimate
+/// holds at what it said on overuse, which can look like room for more (a
+/// trial 3 s after the step failed on every capped link it was seen on).
+pub const RECOVER: Duration = Duration::from_secs(10);
 /// Not even the lowest layers must have fitted this long before a track pauses.
 const PAUSE_HOLD: Duration = Duration::from_secs(2);
 
@@ -72,6 +78,8 @@ pub struct LegBudget {
     lifted_at: Option<Instant>,
     /// The last step down for congestion.
     lowered_at: Option<Instant>,
+    /// No step up before this (see [`RECOVER`]).
+    recover_until: Option<Instant>,
     failed_lifts: u32,
 }
 
@@ -174,7 +182,8 @@ impl LegBudget {
         let sent: u64 = tracks.iter().map(|t| t.rate(now)).sum();
         let ramping = self.lifted_at.is_some_and(|t| now.saturating_duration_since(t) < RAMP);
         let short = estimate * 100 < sent * KEEP_PERCENT;
-        let congested = short && (!ramping || estimate * 100 < self.peak * FALL_PERCENT);
+        let fell = estimate * 100 < self.peak * FALL_PERCENT;
+        let congested = short && (!ramping || fell);
         if congested {
             self.room_since = None;
             // A trial that failed is undone against a lower bar: right after
@@ -186,6 +195,10 @@ impl LegBudget {
                 self.lowered_at = Some(now);
                 if self.lifted_at.take().is_some_and(|t| now.saturating_duration_since(t) < PROBATION) {
                     self.failed_lifts = (self.failed_lifts + 1).min(MAX_FAILED_LIFTS);
+                } else if fell {
+                    // The link got worse (a first estimate, or one that
+                    // held, says where the link is, not that it changed).
+                    self.recover_until = Some(now + RECOVER);
                 }
             }
         } else {
@@ -193,7 +206,9 @@ impl LegBudget {
             if estimate * 100 >= sent * ROOM_PERCENT {
                 let since = *self.room_since.get_or_insert(now);
                 let hold = UPGRADE_HOLD * (1 << self.failed_lifts);
-                if now.saturating_duration_since(since) >= hold
+                let recovered = self.recover_until.is_none_or(|t| now >= t);
+                if recovered
+                    && now.saturating_duration_since(since) >= hold
                     && tracks.iter_mut().filter(|t| t.adaptable()).any(|t| t.step_up(now))
                 {
                     self.changed();
@@ -300,6 +315,13 @@ mod tests {
             Track { stats: &stats, choice: &mut self.choices[i] }.level(self.now)
         }
 
+        /// Holds `estimate` (one without room for more) for [`RECOVER`].
+        fn recover(&mut self, estimate: u64) {
+            let before = self.level(0);
+            let seen = self.hold(estimate, RECOVER);
+            assert!(seen.iter().all(|l| *l == before), "settled: {seen:?}");
+        }
+
         /// Steps every 250 ms for `d` with `estimate`; the levels seen.
         fn hold(&mut self, estimate: u64, d: Duration) -> Vec<Option<Layer>> {
             (0..d.as_millis() / 250)
@@ -384,6 +406,20 @@ mod tests {
         assert!(seen.iter().all(|l| *l == Some(1)), "held back longer: {seen:?}");
         let seen = leg.hold(750_000, TICK * 2);
         assert_eq!(seen.last(), Some(&Some(2)), "tried again after 6 s: {seen:?}");
+    }
+
+    #[test]
+    fn after_the_link_gets_worse_the_first_trial_waits_for_it_to_recover() {
+        let mut leg = Leg::new(1);
+        leg.step(2_000_000, TICK);
+        leg.recover(2_000_000);
+        // The top layer fitted for long; the link falls to ~250 kb/s and
+        // its receiver says 85 % of that, which looks like room above the
+        // low layer (150 kb/s): no trial until the link had time to recover.
+        let seen = leg.hold(212_000, RECOVER - TICK);
+        assert!(seen.iter().all(|l| *l == Some(0)), "stepped down and stayed: {seen:?}");
+        let seen = leg.hold(212_000, TICK * 2);
+        assert_eq!(seen.last(), Some(&Some(1)), "then tried: {seen:?}");
     }
 
     #[test]
