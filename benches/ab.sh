@@ -14,6 +14,7 @@ set -eu
 # Every load peer connects from one loopback address: lift the per-address
 # and room caps a production server keeps (by environment: older builds ignore it).
 for cap in CONNECTIONS CONNECTIONS_PER_IP PARTICIPANTS PARTICIPANTS_PER_ROOM; do export "SWITCHBOARD_MAX_$cap=1000000"; done
+export SWITCHBOARD_JOINS_PER_SECOND_PER_IP=1000000
 load=$1 rounds=$2
 shift 2
 root=$(cd "$(dirname "$0")/.." && pwd)

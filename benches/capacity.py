@@ -31,6 +31,7 @@ import time
 # builds ignore).
 for cap in ("CONNECTIONS", "CONNECTIONS_PER_IP", "PARTICIPANTS", "PARTICIPANTS_PER_ROOM"):
     os.environ.setdefault(f"SWITCHBOARD_MAX_{cap}", "1000000")
+os.environ.setdefault("SWITCHBOARD_JOINS_PER_SECOND_PER_IP", "1000000")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release"

@@ -1,6 +1,6 @@
 //! Caps on what clients can make the server hold: signalling connections
 //! (in total and per source address), participants (in total and per
-//! room) and rooms. Each share is taken with a guard that gives it back on
+//! room), rooms, and join attempts per second per address. Each share is taken with a guard that gives it back on
 //! drop, so a session that ends in any way (left, vanished, refused, its
 //! task cancelled) frees its place. Refusals are counted by their error code
 //! (`switchboard_signalling_errors_total`).
@@ -10,8 +10,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sfu::ErrorCode;
 
 /// The configured caps (see the README's configuration table).
@@ -25,6 +27,11 @@ pub struct CapsConfig {
     /// Signalling messages a connection may send per second (twice that
     /// in a burst: a join's offer and its candidates come together).
     pub messages_per_second: u32,
+    /// Joins (and resumes) one address may attempt per second, twice that
+    /// in a burst: a page that reloads in a loop, or one guessing tokens.
+    pub joins_per_second_per_ip: u32,
+    /// Call requests waiting for an agent, beyond which new ones are refused.
+    pub queued_calls: usize,
 }
 
 impl Default for CapsConfig {
@@ -36,6 +43,8 @@ impl Default for CapsConfig {
             participants_per_room: 500,
             rooms: 2_000,
             messages_per_second: 50,
+            joins_per_second_per_ip: 20,
+            queued_calls: 1_000,
         }
     }
 }
@@ -84,11 +93,29 @@ pub struct Caps {
     pub config: CapsConfig,
     connections: Mutex<Counts>,
     participants: Mutex<Counts>,
+    joins: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl Caps {
     pub fn new(config: CapsConfig) -> Arc<Caps> {
-        Arc::new(Caps { config, connections: Mutex::default(), participants: Mutex::default() })
+        let per_second = NonZeroU32::new(config.joins_per_second_per_ip.max(1)).expect("at least 1");
+        let quota =
+            Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1)));
+        let joins = RateLimiter::keyed(quota);
+        Arc::new(Caps { config, connections: Mutex::default(), participants: Mutex::default(), joins })
+    }
+
+    /// A join or resume from `ip`, unless it has made too many this second.
+    pub fn join_attempt(&self, ip: IpAddr) -> Result<(), Refused> {
+        let n = self.config.joins_per_second_per_ip;
+        self.joins
+            .check_key(&ip)
+            .map_err(|_| (ErrorCode::RateLimited, format!("more than {n} joins a second from your address")))
+    }
+
+    /// Forgets addresses that made no join lately; run periodically.
+    pub fn forget_idle(&self) {
+        self.joins.retain_recent();
     }
 
     /// A signalling connection from `ip`, held until the guard drops.
@@ -167,6 +194,8 @@ mod tests {
             participants_per_room: 2,
             rooms: 2,
             messages_per_second: 1,
+            joins_per_second_per_ip: 1,
+            queued_calls: 1,
         })
     }
 
@@ -185,6 +214,15 @@ mod tests {
         assert_eq!(code(caps.connect(b)), ErrorCode::ServerFull);
         drop(first);
         assert!(caps.connect(a).is_ok(), "a closed connection gives its place back");
+    }
+
+    #[test]
+    fn joins_are_limited_per_address_each_on_its_own() {
+        let caps = caps();
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        assert!(caps.join_attempt(a).is_ok() && caps.join_attempt(a).is_ok(), "a burst of two");
+        assert_eq!(code(caps.join_attempt(a)), ErrorCode::RateLimited);
+        assert!(caps.join_attempt(b).is_ok(), "another address is not held back");
     }
 
     #[test]

@@ -170,6 +170,12 @@ pub struct ServeArgs {
     /// Signalling messages one connection may send per second (twice that in a burst).
     #[arg(long, env = "SWITCHBOARD_MESSAGES_PER_SECOND", default_value_t = 50, global = true)]
     pub messages_per_second: u32,
+    /// Joins one client address may attempt per second (twice that in a burst).
+    #[arg(long, env = "SWITCHBOARD_JOINS_PER_SECOND_PER_IP", default_value_t = 20, global = true)]
+    pub joins_per_second_per_ip: u32,
+    /// Call requests waiting for an agent; more are refused (`server_full`, 503).
+    #[arg(long, env = "SWITCHBOARD_MAX_QUEUED_CALLS", default_value_t = 1_000, global = true)]
+    pub max_queued_calls: usize,
 }
 
 impl ServeArgs {

@@ -44,6 +44,11 @@ pub async fn create(
     Json(body): Json<NewCall>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.limits.call_creation(peer.ip())?;
+    let cap = state.caps.config.queued_calls;
+    if state.calls.store.queued_calls().await? >= cap as i64 {
+        let m = "every agent is busy and the queue is full; please try again later";
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServerFull, m.into()));
+    }
     let pass = state.calls.create(&body.name, &body.topic).await?;
     let c = &pass.call;
     Ok((

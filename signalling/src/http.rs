@@ -108,5 +108,5 @@ async fn ws_upgrade(
     let held = state.caps.connect(peer.ip());
     ws.max_message_size(WS_TRANSPORT_LIMIT)
         .max_frame_size(WS_TRANSPORT_LIMIT)
-        .on_upgrade(move |socket| crate::ws::session(socket, state, held))
+        .on_upgrade(move |socket| crate::ws::session(socket, state, peer.ip(), held))
 }

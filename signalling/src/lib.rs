@@ -221,6 +221,7 @@ async fn housekeeping(state: Arc<AppState>) {
         state.calls.sweep_missed().await;
         if n % 60 == 0 {
             state.limits.forget_idle();
+            state.caps.forget_idle();
         }
         if n % 3600 == 0 {
             if let Err(e) = state.calls.store.forget_old_sessions().await {

@@ -128,6 +128,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 participants_per_room: args.max_participants_per_room,
                 rooms: args.max_rooms,
                 messages_per_second: args.messages_per_second,
+                joins_per_second_per_ip: args.joins_per_second_per_ip,
+                queued_calls: args.max_queued_calls,
             },
             // Over HTTPS the session cookie is Secure whatever the flag says.
             secure_cookies: args.secure_cookies || tls.is_some(),

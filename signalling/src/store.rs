@@ -348,6 +348,13 @@ impl Store {
     }
 
     /// 1-based place of a queued call in the queue.
+    /// How many calls are waiting for an agent.
+    pub async fn queued_calls(&self) -> Result<i64, sqlx::Error> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM calls WHERE status = 'queued'").fetch_one(&self.pool).await?;
+        Ok(n)
+    }
+
     pub async fn queue_position(&self, call: &Call) -> Result<i64, sqlx::Error> {
         let (ahead,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM calls WHERE status = 'queued' AND (created_at < ? OR (created_at = ? AND id < ?))",

@@ -62,7 +62,7 @@ enum End {
     TakenOver(Takeover),
 }
 
-pub async fn session(socket: WebSocket, state: Arc<AppState>, held: Result<Held, Refused>) {
+pub async fn session(socket: WebSocket, state: Arc<AppState>, ip: std::net::IpAddr, held: Result<Held, Refused>) {
     let _open = crate::metrics::ConnectionGuard::new("room");
     let (mut tx, mut rx) = socket.split();
     let _held = match held {
@@ -74,6 +74,11 @@ pub async fn session(socket: WebSocket, state: Arc<AppState>, held: Result<Held,
         }
     };
     let Some(first) = first_message(&mut tx, &mut rx).await else { return };
+    if let Err((code, why)) = state.caps.join_attempt(ip) {
+        info!(%ip, "join refused: {why}");
+        close(&mut tx, code, &why, CLOSE_POLICY).await;
+        return;
+    }
     let (token, room) = match first {
         ClientMsg::Join { token, room } => (token, room),
         ClientMsg::Resume { token, received } => {

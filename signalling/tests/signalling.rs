@@ -400,3 +400,14 @@ async fn a_connection_flooding_messages_is_closed_as_rate_limited() {
     let last = last.expect("messages before the close");
     assert_eq!((last["type"].as_str(), last["code"].as_str()), (Some("closed"), Some("rate_limited")), "{last}");
 }
+
+#[tokio::test]
+async fn join_attempts_beyond_the_rate_per_address_are_refused_as_rate_limited() {
+    let (url, _stop) = start_with(CapsConfig { joins_per_second_per_ip: 2, ..CapsConfig::default() }).await;
+    // A burst of four (twice the rate) is let through to the token check...
+    for _ in 0..4 {
+        assert_refused(&url, "not-a-token", None, "bad_token").await;
+    }
+    // ...the next is not, even with a valid token.
+    assert_refused(&url, &token("r", "late"), None, "rate_limited").await;
+}

@@ -199,6 +199,19 @@ test('signing out ends the session on the server; a new password signs the agent
   assert.equal(await me(await signIn('a-new-password')), 200, 'the new password');
 });
 
+test('a full queue refuses new call requests with server_full until one is taken', { timeout: 30000 }, async () => {
+  const s = await server(['--max-queued-calls', '1']);
+  const ask = (name) => fetch(`${s.url}/api/calls`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+  const first = await ask('Una');
+  assert.equal(first.status, 201);
+  const second = await ask('Vic');
+  assert.equal(second.status, 503);
+  assert.equal((await second.json()).error, 'server_full');
+  const { id, token } = await first.json();
+  assert.equal((await fetch(`${s.url}/api/calls/${id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })).status, 200);
+  assert.equal((await ask('Vic')).status, 201, 'a place in the queue came free');
+});
+
 test('tokens, sessions and limits are enforced', { timeout: 120000 }, async () => {
   const s = await server(['--calls-per-minute', '3', '--logins-per-minute', '3']);
   const customer = await startCall(s, 'Eve');
