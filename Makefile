@@ -2,7 +2,7 @@
 # Everything is built once, in the release profile (the browser tests run the
 # release binary, and sharing one profile halves a cold build).
 
-.PHONY: test test-deps test-lint test-rust test-browser run
+.PHONY: test test-deps test-lint test-rust test-browser run fuzz fuzz-long
 
 test: test-deps test-lint test-rust test-browser
 
@@ -24,3 +24,11 @@ test-browser:
 
 run:
 	cargo run --release
+
+# Coverage-guided fuzzing (cargo-fuzz; not in `make test`, which replays the
+# targets' corpora and random inputs instead: see fuzz/README.md).
+fuzz:
+	scripts/fuzz.sh
+
+fuzz-long:
+	FUZZ_RUNS=10000000 scripts/fuzz.sh

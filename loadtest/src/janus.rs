@@ -161,7 +161,7 @@ fn relay(h: Handle, request: impl Fn(ToServer) -> Option<(Value, Value)> + Send 
     let poller = spawn_events(h.clone(), server.to_peer.clone());
     tokio::spawn(async move {
         while let Some(msg) = server.from_peer.recv().await {
-            if matches!(msg, ToServer::Leave) {
+            if matches!(msg, ToServer::Leave | ToServer::Vanish) {
                 break;
             }
             let Some((body, jsep)) = request(msg) else { continue };

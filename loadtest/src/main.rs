@@ -7,6 +7,7 @@
 //! key), exchange DTLS-SRTP media over UDP, and measure what arrives. The
 //! server's CPU and packet counters come from its `/metrics`.
 
+mod churn;
 mod janus;
 mod measure;
 mod media;
@@ -141,6 +142,26 @@ fn main() -> anyhow::Result<()> {
         rt.worker_threads(n.max(1));
     }
     let rt = rt.enable_all().build()?;
+    if cli.scenario == Scenario::Churn {
+        let key = key.context("churn runs against switchboard only")?;
+        let churn = churn::Churn {
+            ws_url: ws_url(&url),
+            key,
+            workers: cli.peers,
+            duration: cli.duration,
+            bind_ip: cli.bind_ip,
+            video_bps: cli.video_kbps * 1000,
+            fps: cli.fps,
+            run_id: run_id()?,
+        };
+        let report = rt.block_on(churn::run(churn))?;
+        print!("{}", report.summary());
+        if let Some(path) = &cli.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(());
+    }
     let report = rt.block_on(run(&cli, url, key))?;
     print!("{}", report.summary());
     if let Some(path) = &cli.json {
@@ -156,19 +177,27 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The signalling WebSocket below the server's HTTP address.
+fn ws_url(url: &url::Url) -> String {
+    let ws_scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    format!(
+        "{ws_scheme}://{}{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    ) + "/ws"
+}
+
+/// Keeps room names apart between runs.
+fn run_id() -> anyhow::Result<String> {
+    Ok(format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() % 0xffff_ffff))
+}
+
 async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Result<Report> {
     let base = url.as_str().trim_end_matches('/').to_string();
     let probe = ServerProbe::new((cli.target == Target::Switchboard).then_some(base.as_str()), cli.server_pid)?;
     let before = probe.sample().await.with_context(|| format!("is the server running at {base}?"))?;
-    let ws_scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-    let ws_url = format!(
-        "{ws_scheme}://{}{}",
-        url.host_str().unwrap_or("127.0.0.1"),
-        url.port().map(|p| format!(":{p}")).unwrap_or_default()
-    ) + "/ws";
-
-    let run_id =
-        format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() % 0xffff_ffff);
+    let ws_url = ws_url(&url);
+    let run_id = run_id()?;
     let plans = scenario::plan(cli.scenario, cli.peers, &run_id);
     let expected_streams: Vec<usize> = plans.iter().map(|p| scenario::expected_streams(&plans, p)).collect();
     let downlinks = downlink_caps(&plans, &cli.downlink_kbps);
@@ -233,6 +262,7 @@ async fn run(cli: &Cli, url: url::Url, key: Option<token::ApiKey>) -> anyhow::Re
                 send_until,
                 epoch,
                 live: live.clone(),
+                vanish: false,
             };
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep_until(start.into()).await;

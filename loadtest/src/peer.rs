@@ -64,6 +64,9 @@ pub struct PeerConfig {
     pub send_until: Instant,
     pub epoch: Instant,
     pub live: Arc<Live>,
+    /// End without a goodbye: no leave, the signalling connection just
+    /// drops and media stops (the churn scenario's crashed clients).
+    pub vanish: bool,
 }
 
 /// After sending stops, how long in-flight packets may still arrive.
@@ -304,7 +307,7 @@ async fn session(
             _ = sleep_until(stop_at.into()) => break,
         }
     }
-    let _ = to_server.send(ToServer::Leave).await;
+    let _ = to_server.send(if cfg.vanish { ToServer::Vanish } else { ToServer::Leave }).await;
     if peer.connected {
         cfg.live.connected.fetch_sub(1, Ordering::Relaxed);
     } else {

@@ -283,6 +283,7 @@ fn scenario_name(s: Scenario) -> &'static str {
         Scenario::Conference => "conference",
         Scenario::Webinar => "webinar",
         Scenario::AudioOnly => "audio-only",
+        Scenario::Churn => "churn",
     }
 }
 

@@ -16,6 +16,10 @@ pub enum Scenario {
     Webinar,
     /// Rooms of two peers publishing audio only.
     AudioOnly,
+    /// `--peers` clients that join rooms of two, publish for a few seconds
+    /// and leave or vanish (no goodbye), again and again for `--duration`:
+    /// what the server holds afterwards is the test (see `churn`).
+    Churn,
 }
 
 /// The peers of a run; `run_id` keeps room names apart between runs.
@@ -23,7 +27,7 @@ pub fn plan(scenario: Scenario, peers: u32, run_id: &str) -> Vec<PeerPlan> {
     (0..peers)
         .map(|i| {
             let (room, audio, video) = match scenario {
-                Scenario::Pairs => (format!("lt-{run_id}-pair-{}", i / 2), true, true),
+                Scenario::Pairs | Scenario::Churn => (format!("lt-{run_id}-pair-{}", i / 2), true, true),
                 Scenario::AudioOnly => (format!("lt-{run_id}-pair-{}", i / 2), true, false),
                 Scenario::Conference => (format!("lt-{run_id}-conference"), true, true),
                 Scenario::Webinar => (format!("lt-{run_id}-webinar"), i == 0, i == 0),

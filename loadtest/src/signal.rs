@@ -17,6 +17,9 @@ pub enum ToServer {
     Offer(String),
     Answer(String),
     Leave,
+    /// Drop the connection without a goodbye (no leave, no close frame),
+    /// as a client that crashed or lost its network.
+    Vanish,
 }
 
 /// Joining a server: resolves to the media loop's ends once joined.

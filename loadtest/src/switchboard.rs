@@ -36,6 +36,8 @@ pub async fn connect(ws_url: String, token: String) -> anyhow::Result<Signaller>
                     let v = match msg {
                         Some(ToServer::Offer(sdp)) => json!({ "type": "offer", "sdp": sdp, "tracks": [] }),
                         Some(ToServer::Answer(sdp)) => json!({ "type": "answer", "sdp": sdp }),
+                        // Dropping the socket: the TCP connection ends, no close frame.
+                        Some(ToServer::Vanish) => return,
                         Some(ToServer::Leave) | None => {
                             let _ = send(&mut ws, json!({ "type": "leave" })).await;
                             let _ = ws.close(None).await;

@@ -31,6 +31,8 @@ codes! {
     UnsupportedCodec = "unsupported_codec",
     BadCandidate = "bad_candidate",
     NotAllowed = "not_allowed",
+    /// An offer would publish more tracks than a participant may.
+    TooManyTracks = "too_many_tracks",
     /// Another connection joined with the same identity and room.
     Replaced = "replaced",
     /// The peer's ICE/DTLS connection failed or timed out.

@@ -176,6 +176,10 @@ pub struct ServeArgs {
     /// Call requests waiting for an agent; more are refused (`server_full`, 503).
     #[arg(long, env = "SWITCHBOARD_MAX_QUEUED_CALLS", default_value_t = 1_000, global = true)]
     pub max_queued_calls: usize,
+    /// Tracks one participant may publish at once; an offer with more is
+    /// refused (`too_many_tracks`).
+    #[arg(long, env = "SWITCHBOARD_MAX_TRACKS_PER_PARTICIPANT", default_value_t = sfu::core::participant::DEFAULT_MAX_TRACKS, global = true)]
+    pub max_tracks_per_participant: usize,
 }
 
 impl ServeArgs {

@@ -32,6 +32,7 @@ async fn start_with(caps: CapsConfig) -> (String, tokio::sync::oneshot::Sender<(
         room_spill_at: sfu::DEFAULT_SPILL_AT,
         tcp_port: Some(0),
         recordings_dir: None,
+        max_tracks_per_participant: 4,
     };
     let dir = tempfile::tempdir().unwrap();
     let store = signalling::store::Store::open(dir.path()).await.unwrap();
@@ -160,6 +161,12 @@ async fn bad_input_gets_clear_errors_and_others_are_untouched() {
         (
             json!({"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=sendonly\r\n"}),
             "unsupported_codec",
+        ),
+        // This server lets a participant publish four tracks at once.
+        (
+            json!({"type": "offer", "sdp": format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{}",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n".repeat(5))}),
+            "too_many_tracks",
         ),
         (json!({"type": "candidate", "candidate": "candidate:garbage"}), "bad_candidate"),
         (json!({"type": "join", "token": "x"}), "already_joined"),

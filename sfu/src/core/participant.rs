@@ -35,6 +35,10 @@ use super::speech::SpeechMeter;
 /// publisher's audio and video, or a whole room on join, cost one offer.
 pub const OFFER_BATCH: Duration = Duration::from_millis(20);
 
+/// Tracks one participant may publish at once unless configured
+/// (microphone, camera, screen and its audio are four).
+pub const DEFAULT_MAX_TRACKS: usize = 16;
+
 /// How often str0m reports per-leg stats (NACKs are counted from them).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -134,6 +138,8 @@ pub struct Participant {
     pub budget: LegBudget,
     /// Set while it is recorded: its routes' taps are clones of this.
     pub record: Option<Tap>,
+    /// Tracks it may publish at once (see `check_offer`).
+    pub max_tracks: usize,
 }
 
 /// Retransmissions a leg keeps answering NACKs with, as a share of what it
@@ -224,6 +230,7 @@ impl Participant {
             written: false,
             budget: LegBudget::default(),
             record: None,
+            max_tracks: DEFAULT_MAX_TRACKS,
         }
     }
 
@@ -238,7 +245,7 @@ impl Participant {
             tracing::debug!(participant = %self.id, "client offer crossed ours; ignoring it");
             return Ok(None);
         }
-        check_offer(sdp, self.permissions.can_publish)
+        check_offer(sdp, self.permissions.can_publish, self.max_tracks)
             .map_err(|(code, message)| ClientEvent::Error { code, message })?;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| bad_sdp(format!("unparseable offer: {e}")))?;
         self.sources.extend(sources);
@@ -424,10 +431,13 @@ fn msid_token(identity: &str) -> String {
 
 /// Refuses offers we cannot serve before str0m sees them, with a precise error:
 /// a media section without Opus or VP8, or sending media without the grant.
-pub fn check_offer(sdp: &str, can_publish: bool) -> Result<(), (ErrorCode, String)> {
+/// Checks an offer before str0m parses it: an SDP, codecs we forward, no
+/// sending without the grant, at most `max_tracks` sending sections.
+pub fn check_offer(sdp: &str, can_publish: bool, max_tracks: usize) -> Result<(), (ErrorCode, String)> {
     if !sdp.starts_with("v=0") {
         return Err((ErrorCode::BadSdp, "offer is not an SDP (must start with v=0)".into()));
     }
+    let mut sending = 0;
     for section in sdp.split("\nm=").skip(1) {
         let kind = section.split_whitespace().next().unwrap_or("");
         if kind != "audio" && kind != "video" {
@@ -446,6 +456,13 @@ pub fn check_offer(sdp: &str, can_publish: bool) -> Result<(), (ErrorCode, Strin
         if sends && !port_zero && !can_publish {
             return Err((ErrorCode::NotAllowed, "this token may not publish".into()));
         }
+        sending += usize::from(sends && !port_zero);
+    }
+    if sending > max_tracks {
+        return Err((
+            ErrorCode::TooManyTracks,
+            format!("{sending} tracks offered; a participant may publish {max_tracks}"),
+        ));
     }
     Ok(())
 }
@@ -479,11 +496,20 @@ mod tests {
     #[test]
     fn offer_checks() {
         let ok = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n";
-        assert!(check_offer(ok, true).is_ok());
-        assert_eq!(check_offer(ok, false).unwrap_err().0, ErrorCode::NotAllowed);
+        assert!(check_offer(ok, true, 4).is_ok());
+        assert_eq!(check_offer(ok, false, 4).unwrap_err().0, ErrorCode::NotAllowed);
         let h264 = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\na=sendonly\r\n";
-        assert_eq!(check_offer(h264, true).unwrap_err().0, ErrorCode::UnsupportedCodec);
-        assert_eq!(check_offer("hello", true).unwrap_err().0, ErrorCode::BadSdp);
+        assert_eq!(check_offer(h264, true, 4).unwrap_err().0, ErrorCode::UnsupportedCodec);
+        assert_eq!(check_offer("hello", true, 4).unwrap_err().0, ErrorCode::BadSdp);
+    }
+
+    #[test]
+    fn an_offer_publishing_more_tracks_than_allowed_is_refused() {
+        let track = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=sendonly\r\n";
+        let receive = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\na=recvonly\r\n";
+        let offer = |n: usize| format!("v=0\r\n{}{}", track.repeat(n), receive.repeat(10));
+        assert!(check_offer(&offer(4), true, 4).is_ok(), "receiving sections do not count");
+        assert_eq!(check_offer(&offer(5), true, 4).unwrap_err().0, ErrorCode::TooManyTracks);
     }
 
     #[test]

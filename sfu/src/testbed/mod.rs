@@ -338,17 +338,24 @@ impl Bed {
             return;
         }
         match &ev {
-            ClientEvent::Answer { sdp } => {
+            // An answer to an offer the client did not make (one a test
+            // signalled itself, see `Bed::signal`) is only recorded.
+            ClientEvent::Answer { sdp } if c.pending.is_some() => {
                 let answer = SdpAnswer::from_sdp_string(sdp).unwrap();
-                let pending = c.pending.take().expect("answer to our offer");
+                let pending = c.pending.take().expect("checked");
                 c.rtc.sdp_api().accept_answer(pending, answer).unwrap();
             }
             ClientEvent::Offer { sdp, .. } if c.hold_offers => {
                 c.held.push(sdp.clone());
             }
             ClientEvent::Offer { sdp, .. } => {
-                let offer = SdpOffer::from_sdp_string(sdp).unwrap();
-                let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
+                let offer = SdpOffer::from_sdp_string(sdp).expect("the server's offers parse");
+                // After a test signalled for the client behind its back (see
+                // `Bed::signal`), the client may not be able to follow.
+                let Ok(answer) = c.rtc.sdp_api().accept_offer(offer) else {
+                    c.events.push(ev);
+                    return;
+                };
                 let shard = c.shard;
                 c.events.push(ev.clone());
                 let signal = Signal::Answer { sdp: answer.to_sdp_string() };
@@ -358,6 +365,13 @@ impl Bed {
             _ => {}
         }
         c.events.push(ev);
+    }
+
+    /// Signals for `pid` as its client would, without its client knowing
+    /// (a made-up offer, candidate, mute or subscription).
+    pub fn signal(&mut self, pid: ParticipantId, signal: Signal) {
+        let shard = self.clients[&pid].shard;
+        self.command(shard, ShardCommand::Signal { participant: pid, signal });
     }
 
     /// The client adds a send-only track and offers it (a renegotiation it
@@ -439,6 +453,25 @@ impl Bed {
         let mut api = c.rtc.direct_api();
         let tx = api.stream_tx_by_mid(mid, None).expect("send stream");
         tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, captured, payload).marker(marker).nackable(true));
+    }
+
+    /// Publishes one RTP packet on simulcast layer `layer` (0..3) of `pid`'s
+    /// video with the caller's sequence number, RTP time and payload.
+    pub fn send_layer_rtp(
+        &mut self,
+        pid: ParticipantId,
+        layer: usize,
+        (seq, ts): (u64, u32),
+        marker: bool,
+        payload: Vec<u8>,
+    ) {
+        let now = self.now;
+        let c = self.clients.get_mut(&pid).unwrap();
+        let mid = c.send_mids.iter().find(|(k, _)| *k == MediaKind::Video).unwrap().1;
+        let pt = c.pt(Codec::Vp8);
+        let mut api = c.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(mid, Some(LAYER_RIDS[layer].into())).expect("layer stream");
+        tx.write_rtp(RtpWrite::new(pt, seq.into(), ts, now, payload).marker(marker).nackable(true));
     }
 
     /// Publishes one 20 ms Opus packet from `pid` carrying `level` (dBov,

@@ -108,6 +108,8 @@ struct Fabric {
     recorder: Option<RecorderLanes>,
     /// Taps made here (unique with the shard id).
     taps_made: u64,
+    /// Tracks a participant here may publish at once.
+    max_tracks: usize,
 }
 
 pub struct ShardCore {
@@ -148,11 +150,18 @@ impl ShardCore {
                 ufrags: VecDeque::new(),
                 recorder: None,
                 taps_made: 0,
+                max_tracks: participant::DEFAULT_MAX_TRACKS,
             },
         }
     }
 
     /// Lets this shard record its participants (see `record`).
+    /// Tracks each participant may publish at once (default
+    /// [`participant::DEFAULT_MAX_TRACKS`]); for those who join from now on.
+    pub fn set_max_tracks(&mut self, n: usize) {
+        self.fabric.max_tracks = n;
+    }
+
     pub fn set_recorder(&mut self, lanes: RecorderLanes) {
         self.fabric.recorder = Some(lanes);
     }
@@ -520,7 +529,8 @@ impl ShardCore {
     // ---- participants ------------------------------------------------------
 
     fn add(&mut self, now: Instant, pid: ParticipantId, req: JoinRequest) {
-        let p = Participant::new(pid, req, &self.udp_addrs, self.tcp_addr, now);
+        let mut p = Participant::new(pid, req, &self.udp_addrs, self.tcp_addr, now);
+        p.max_tracks = self.fabric.max_tracks;
         info!(participant = %pid, room = %p.room, identity = %p.identity, shard = self.fabric.id, "participant added");
         let (ufrag, room) = (p.ufrag.clone(), p.room.clone());
         let slot = self.peers.insert(p);
