@@ -58,7 +58,7 @@ fn start() -> Served {
             room_spill_at: sfu::DEFAULT_SPILL_AT,
             tcp_port: None,
             recordings_dir: Some(dir.path().join("recordings")),
-            max_tracks_per_participant: sfu::core::participant::DEFAULT_MAX_TRACKS,
+            participant_limits: Default::default(),
         };
         let lifted = CapsConfig {
             connections_per_ip: 100_000,

@@ -96,8 +96,8 @@ pub struct SfuConfig {
     pub tcp_port: Option<u16>,
     /// Where recordings are written; `None`: rooms cannot be recorded.
     pub recordings_dir: Option<PathBuf>,
-    /// Tracks one participant may publish at once (more: `too_many_tracks`).
-    pub max_tracks_per_participant: usize,
+    /// What one participant may hold or do (tracks, data rate).
+    pub participant_limits: crate::core::participant::ParticipantLimits,
 }
 
 impl Default for SfuConfig {
@@ -110,7 +110,7 @@ impl Default for SfuConfig {
             room_spill_at: DEFAULT_SPILL_AT,
             tcp_port: None,
             recordings_dir: None,
-            max_tracks_per_participant: crate::core::participant::DEFAULT_MAX_TRACKS,
+            participant_limits: Default::default(),
         }
     }
 }
@@ -238,7 +238,7 @@ impl Sfu {
                 listener: l.waker.clone(),
             });
             let mut core = ShardCore::new(i, candidates, tcp_addr);
-            core.set_max_tracks(config.max_tracks_per_participant);
+            core.set_limits(config.participant_limits);
             if let Some((_, (lanes, _))) = &recorder {
                 core.set_recorder(lanes.clone());
             }

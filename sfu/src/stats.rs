@@ -108,6 +108,8 @@ counters! {
     keyframe_requests,
     data_relayed,
     data_dropped,
+    /// Data channel messages dropped: their sender was over its byte rate.
+    data_rate_limited,
     /// str0m timeouts a participant's own deadline asked for (ICE, RTCP,
     /// NACK and TWCC timers, pacing): a fixed cost per peer, whatever it forwards.
     rtc_timer_timeouts,

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use sfu::core::participant::ParticipantLimits;
 use sfu::testbed::{payload, tag, Bed};
 use sfu::ClientEvent;
 use str0m::media::MediaKind;
@@ -190,6 +191,41 @@ fn a_burst_of_binary_data_is_relayed_without_loss() {
         assert_eq!(&d[1..1 + "sender".len()], b"sender");
         assert!(d[1 + "sender".len()..].iter().all(|b| *b == i as u8), "chunk {i} in order and intact");
     }
+}
+
+/// A sender over its data rate loses what exceeds it (the others get the
+/// burst and then the rate), is told once, and is relayed again later.
+#[test]
+fn data_past_the_senders_byte_rate_is_dropped_and_it_is_told() {
+    let mut bed = Bed::new(1);
+    let rate = 64 * 1024;
+    bed.shards[0].set_limits(ParticipantLimits { data_bytes_per_second: rate, ..Default::default() });
+    let pids: Vec<_> = ["sender", "receiver"].iter().map(|n| bed.join("r", n, AV)).collect();
+    bed.run(Duration::from_secs(2));
+    let chunk = vec![7u8; 16 * 1024];
+    // 640 KiB within about a second: a 128 KiB burst and 64 KiB/s fit.
+    for _ in 0..40 {
+        while !bed.send_binary(pids[0], &chunk) {
+            bed.run(Duration::from_millis(5));
+        }
+        bed.run(Duration::from_millis(25));
+    }
+    bed.run(Duration::from_millis(500));
+    let got = bed.client(pids[1]).data.len();
+    assert!((8..=16).contains(&got), "the burst and the rate were relayed, the rest dropped: {got} of 40");
+    let told = |bed: &Bed| {
+        bed.client(pids[0])
+            .events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Error { code: sfu::ErrorCode::RateLimited, .. }))
+            .count()
+    };
+    assert_eq!(told(&bed), 1, "the sender is told once, not per message");
+    assert_eq!(bed.shards[0].stats().data_rate_limited as usize, 40 - got);
+    bed.run(Duration::from_secs(3));
+    bed.send_binary(pids[0], &chunk);
+    bed.run(Duration::from_millis(500));
+    assert_eq!(bed.client(pids[1]).data.len(), got + 1, "the budget refills");
 }
 
 #[test]

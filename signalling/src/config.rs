@@ -180,6 +180,11 @@ pub struct ServeArgs {
     /// refused (`too_many_tracks`).
     #[arg(long, env = "SWITCHBOARD_MAX_TRACKS_PER_PARTICIPANT", default_value_t = sfu::core::participant::DEFAULT_MAX_TRACKS, global = true)]
     pub max_tracks_per_participant: usize,
+    /// Data channel bytes per second one participant may have relayed
+    /// (twice that in a burst); more are dropped and it is told
+    /// (`rate_limited`). 0: no limit.
+    #[arg(long, env = "SWITCHBOARD_DATA_BYTES_PER_SECOND", default_value_t = sfu::core::participant::DEFAULT_DATA_BYTES_PER_SECOND, global = true)]
+    pub data_bytes_per_second: u64,
 }
 
 impl ServeArgs {

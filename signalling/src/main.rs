@@ -95,7 +95,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         room_spill_at: args.room_spill_at,
         tcp_port: args.tcp_port,
         recordings_dir: Some(recordings_dir),
-        max_tracks_per_participant: args.max_tracks_per_participant,
+        participant_limits: sfu::core::participant::ParticipantLimits {
+            tracks: args.max_tracks_per_participant,
+            data_bytes_per_second: args.data_bytes_per_second,
+        },
     };
     let turn = match (&args.turn_secret, &args.turn_username, &args.turn_credential) {
         (Some(secret), ..) => TurnAuth::Secret { secret: secret.clone(), ttl: args.turn_ttl },

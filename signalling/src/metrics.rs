@@ -103,6 +103,11 @@ const SHARD_COUNTERS: &[(&str, &str, Field)] = &[
     ("switchboard_data_messages_dropped_total", "Data channel messages dropped (recipient buffer full)", |s| {
         s.data_dropped
     }),
+    (
+        "switchboard_data_messages_rate_limited_total",
+        "Data channel messages dropped because their sender was over --data-bytes-per-second",
+        |s| s.data_rate_limited,
+    ),
     ("switchboard_rtc_timer_timeouts_total", "str0m timeouts a participant's own deadlines asked for", |s| {
         s.rtc_timer_timeouts
     }),

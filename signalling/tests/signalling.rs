@@ -32,7 +32,7 @@ async fn start_with(caps: CapsConfig) -> (String, tokio::sync::oneshot::Sender<(
         room_spill_at: sfu::DEFAULT_SPILL_AT,
         tcp_port: Some(0),
         recordings_dir: None,
-        max_tracks_per_participant: 4,
+        participant_limits: sfu::core::participant::ParticipantLimits { tracks: 4, ..Default::default() },
     };
     let dir = tempfile::tempdir().unwrap();
     let store = signalling::store::Store::open(dir.path()).await.unwrap();

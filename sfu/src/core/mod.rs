@@ -11,6 +11,7 @@ pub mod keyframe;
 pub mod layers;
 pub mod participant;
 pub mod placement;
+pub mod rate;
 pub mod rooms;
 pub mod shard;
 pub mod speech;

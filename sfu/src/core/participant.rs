@@ -29,15 +29,37 @@ use super::dynacast::Dynacast;
 use super::forwarder::{Forwarder, PictureIds};
 use super::ids::{ParticipantId, TrackId, TrackKind, TrackSource};
 use super::layers::{Layer, LayerChoice, MAX_LAYERS};
+use super::rate::ByteBudget;
 use super::speech::SpeechMeter;
 
 /// Subscriptions arriving within this window share one renegotiation: a
 /// publisher's audio and video, or a whole room on join, cost one offer.
 pub const OFFER_BATCH: Duration = Duration::from_millis(20);
 
-/// Tracks one participant may publish at once unless configured
-/// (microphone, camera, screen and its audio are four).
+/// What one participant may make the server hold or do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParticipantLimits {
+    /// Tracks it may publish at once (more: `too_many_tracks`).
+    pub tracks: usize,
+    /// Data channel bytes per second it may have relayed, with twice that
+    /// as a burst (0: no limit); past it messages are dropped and the
+    /// client is told (`rate_limited`).
+    pub data_bytes_per_second: u64,
+}
+
+/// Microphone, camera, screen and its audio are four.
 pub const DEFAULT_MAX_TRACKS: usize = 16;
+/// 64 Mbit/s of chat and files; a 16 MiB burst (a 5 MB file goes at once).
+pub const DEFAULT_DATA_BYTES_PER_SECOND: u64 = 8 << 20;
+
+impl Default for ParticipantLimits {
+    fn default() -> Self {
+        ParticipantLimits { tracks: DEFAULT_MAX_TRACKS, data_bytes_per_second: DEFAULT_DATA_BYTES_PER_SECOND }
+    }
+}
+
+/// How often a client sending too much data is told so.
+pub const DATA_LIMIT_NOTICE_EVERY: Duration = Duration::from_secs(10);
 
 /// How often str0m reports per-leg stats (NACKs are counted from them).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
@@ -140,6 +162,10 @@ pub struct Participant {
     pub record: Option<Tap>,
     /// Tracks it may publish at once (see `check_offer`).
     pub max_tracks: usize,
+    /// What it may still have relayed over the data channel.
+    pub data_budget: ByteBudget,
+    /// When it was last told its data channel messages were dropped.
+    pub data_limit_told: Option<Instant>,
 }
 
 /// Retransmissions a leg keeps answering NACKs with, as a share of what it
@@ -231,7 +257,16 @@ impl Participant {
             budget: LegBudget::default(),
             record: None,
             max_tracks: DEFAULT_MAX_TRACKS,
+            data_budget: ByteBudget::new(0, 0, now),
+            data_limit_told: None,
         }
+    }
+
+    /// Holds it to `limits` from now on.
+    pub fn set_limits(&mut self, limits: ParticipantLimits, now: Instant) {
+        self.max_tracks = limits.tracks;
+        let rate = limits.data_bytes_per_second;
+        self.data_budget = ByteBudget::new(rate, rate.saturating_mul(2), now);
     }
 
     /// Handles the client's offer; returns the answer or an error for the client.

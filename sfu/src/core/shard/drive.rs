@@ -166,6 +166,16 @@ impl Fabric {
                 p.channel.get_or_insert(cid);
             }
             Event::ChannelData(d) => {
+                if !p.data_budget.take(d.data.len(), now) {
+                    self.stats.data_rate_limited += 1;
+                    if p.data_limit_told.is_none_or(|t| now >= t + participant::DATA_LIMIT_NOTICE_EVERY) {
+                        p.data_limit_told = Some(now);
+                        let message = "data channel messages over this participant's byte rate were dropped".into();
+                        let ev = ClientEvent::Error { code: ErrorCode::RateLimited, message };
+                        self.outputs.push_back(ShardOutput::Client(p.id, ev));
+                    }
+                    return;
+                }
                 let payload = super::tag_data(&p.identity, p.id, d.binary, &d.data);
                 let msg = RoomData { room: p.room.clone(), from: p.id, binary: d.binary, payload };
                 self.work.push_back(Work::Data { msg: Arc::new(msg), from_remote: false });

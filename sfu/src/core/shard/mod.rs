@@ -43,7 +43,7 @@ use super::command::{
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
 use super::layers::{Layer, LAYER_EVAL_INTERVAL, MAX_LAYERS};
-use super::participant::{self, DownTrack, Participant, CONNECT_TIMEOUT, SILENCE_TIMEOUT};
+use super::participant::{self, DownTrack, Participant, ParticipantLimits, CONNECT_TIMEOUT, SILENCE_TIMEOUT};
 use super::speech::SPEECH_INTERVAL;
 use super::timer::Timers;
 use crate::record::{RecorderLanes, Tap, TapInfo};
@@ -108,8 +108,8 @@ struct Fabric {
     recorder: Option<RecorderLanes>,
     /// Taps made here (unique with the shard id).
     taps_made: u64,
-    /// Tracks a participant here may publish at once.
-    max_tracks: usize,
+    /// What each participant here may hold or do.
+    limits: ParticipantLimits,
 }
 
 pub struct ShardCore {
@@ -150,16 +150,15 @@ impl ShardCore {
                 ufrags: VecDeque::new(),
                 recorder: None,
                 taps_made: 0,
-                max_tracks: participant::DEFAULT_MAX_TRACKS,
+                limits: ParticipantLimits::default(),
             },
         }
     }
 
     /// Lets this shard record its participants (see `record`).
-    /// Tracks each participant may publish at once (default
-    /// [`participant::DEFAULT_MAX_TRACKS`]); for those who join from now on.
-    pub fn set_max_tracks(&mut self, n: usize) {
-        self.fabric.max_tracks = n;
+    /// What each participant who joins from now on may hold or do.
+    pub fn set_limits(&mut self, limits: ParticipantLimits) {
+        self.fabric.limits = limits;
     }
 
     pub fn set_recorder(&mut self, lanes: RecorderLanes) {
@@ -530,7 +529,7 @@ impl ShardCore {
 
     fn add(&mut self, now: Instant, pid: ParticipantId, req: JoinRequest) {
         let mut p = Participant::new(pid, req, &self.udp_addrs, self.tcp_addr, now);
-        p.max_tracks = self.fabric.max_tracks;
+        p.set_limits(self.fabric.limits, now);
         info!(participant = %pid, room = %p.room, identity = %p.identity, shard = self.fabric.id, "participant added");
         let (ufrag, room) = (p.ufrag.clone(), p.room.clone());
         let slot = self.peers.insert(p);
