@@ -77,19 +77,27 @@ async fn waiting(state: &AppState, call: &Call) -> Result<Waiting, ApiError> {
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
-    #[serde(default)]
-    token: String,
+    token: Option<String>,
 }
 
 /// Server-sent events: the call's status and queue position, sent at once
-/// and again on every change, until the call is over. (`EventSource` cannot
-/// set headers, hence the token in the query.)
+/// and again on every change, until the call is over. The customer's token
+/// comes in `Authorization: Bearer` (the page reads the stream with fetch);
+/// one in the query is refused, since URLs get logged.
 pub async fn events(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    state.calls.call_for_token(&id, &q.token).await?;
+    if q.token.is_some() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadToken,
+            "send the token as Authorization: Bearer, not in the URL".into(),
+        ));
+    }
+    state.calls.call_for_token(&id, bearer(&headers).unwrap_or_default()).await?;
     let rx = state.calls.subscribe();
     let stream =
         futures_util::stream::unfold((state, id, rx, true, false), |(state, id, mut rx, first, done)| async move {

@@ -1,6 +1,6 @@
 // The customer page: ask for a call, wait in the queue, talk.
 import { startCall, mediaUnavailable } from '/static/call.js';
-import { $, api, clock } from '/static/page.js';
+import { $, api, clock, eventStream } from '/static/page.js';
 
 const show = (id) => { for (const p of ['start', 'waiting', 'ended']) $(p).hidden = p !== id; };
 const customer = { call: null, stream: null, events: null, status: null };
@@ -73,10 +73,8 @@ function wait(call) {
   show('waiting');
   let base = { waited: 0, at: performance.now() };
   const tick = setInterval(() => { $('waited').textContent = clock(base.waited + performance.now() - base.at); }, 500);
-  const es = new EventSource(`/api/calls/${encodeURIComponent(call.id)}/events?token=${encodeURIComponent(call.token)}`);
-  customer.events = es;
-  es.onmessage = (e) => {
-    const w = JSON.parse(e.data);
+  const es = eventStream(`/api/calls/${encodeURIComponent(call.id)}/events`, call.token, (data) => {
+    const w = JSON.parse(data);
     customer.status = w.status;
     base = { waited: w.waited_ms, at: performance.now() };
     if (w.status === 'queued') {
@@ -87,8 +85,8 @@ function wait(call) {
     es.close();
     if (w.status === 'accepted') enterCall(call, w.agent);
     else over(w.status === 'missed' ? 'Nobody could take your call in time' : 'Your request was cancelled', 'Please try again.');
-  };
-  es.onerror = () => { $('queue-status').textContent = 'Reconnecting…'; };
+  }, () => { $('queue-status').textContent = 'Reconnecting…'; });
+  customer.events = es;
 }
 
 function enterCall(call, agent) {

@@ -237,6 +237,11 @@ test('tokens, sessions and limits are enforced', { timeout: 120000 }, async () =
   assert.equal((await api(customer, 'GET', '/api/agent/queue')).status, 401);
   assert.equal((await api(customer, 'GET', '/api/agent/history')).status, 401);
   assert.equal((await api(customer, 'POST', `/api/calls/${id}/accept`, { authorization: `Bearer ${token}` })).status, 401);
+  // The status stream takes the token in a header only: one in the URL
+  // (which gets logged) is refused.
+  const inUrl = await api(customer, 'GET', `/api/calls/${id}/events?token=${encodeURIComponent(token)}`);
+  assert.equal(inUrl.status, 400);
+  assert.equal(inUrl.body.error, 'bad_token');
   // A cancelled request's room is closed to its token.
   assert.equal((await api(customer, 'POST', `/api/calls/${id}/cancel`, { authorization: `Bearer ${token}` })).status, 200);
   await waitFor(() => customer.evaluate(() => !document.getElementById('ended').hidden), 5000, 'the customer page shows the cancellation');
