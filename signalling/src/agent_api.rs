@@ -62,6 +62,7 @@ pub async fn logout(State(state): State<Arc<AppState>>, jar: CookieJar) -> Resul
     let token = jar.get(agents::SESSION_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
     if let Ok(session) = state.keys.verify_session(&token) {
         state.calls.store.revoke_session(&session.sid).await?;
+        state.calls.announce(CallEvent::SignedOut { sid: session.sid });
         tracing::info!(agent = %session.email, "agent signed out");
     }
     Ok((jar.remove(agents::cleared_cookie()), Json(serde_json::json!({}))))
@@ -292,6 +293,8 @@ async fn feed(socket: WebSocket, state: Arc<AppState>, agent: SignedInAgent) {
             ev = events.recv() => match ev {
                 Ok(CallEvent::QueueChanged) | Err(RecvError::Lagged(_)) => (send_queue, send_team) = (true, true),
                 Ok(CallEvent::TeamChanged | CallEvent::CallChanged { .. }) => send_team = true,
+                // Signed out here or elsewhere: the feed is for signed-in agents only.
+                Ok(CallEvent::SignedOut { sid }) if sid == agent.sid => break,
                 Ok(CallEvent::Invited { agent: to, call, room, customer, by }) if to == agent.id => {
                     let msg = serde_json::json!({ "type": "invite", "call": call, "room": room, "customer": customer, "by": by });
                     if tx.send(Message::Text(msg.to_string().into())).await.is_err() { break; }
@@ -304,6 +307,9 @@ async fn feed(socket: WebSocket, state: Arc<AppState>, agent: SignedInAgent) {
                 Some(Ok(_)) => {} // the feed is one-way
             },
             _ = ping.tick() => {
+                // A session revoked by `switchboard agent passwd` (another
+                // process) is noticed here.
+                if !state.calls.store.session_live(&agent.sid, agent.id).await.unwrap_or(true) { break; }
                 if tx.send(Message::Ping(Default::default())).await.is_err() { break; }
             }
             _ = shutdown.changed() => break,

@@ -74,6 +74,8 @@ impl From<sqlx::Error> for ApiError {
 pub struct SignedInAgent {
     pub id: i64,
     pub email: String,
+    /// The server-side session it signed in with (see `Store::session_live`).
+    pub sid: String,
 }
 
 impl FromRequestParts<Arc<AppState>> for SignedInAgent {
@@ -96,7 +98,7 @@ impl FromRequestParts<Arc<AppState>> for SignedInAgent {
         if !state.calls.store.session_live(&session.sid, session.sub).await? {
             return Err(not_signed_in());
         }
-        Ok(SignedInAgent { id: session.sub, email: session.email })
+        Ok(SignedInAgent { id: session.sub, email: session.email, sid: session.sid })
     }
 }
 

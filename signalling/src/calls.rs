@@ -31,6 +31,8 @@ pub enum CallEvent {
     RoomClosed { room: String },
     /// An agent opened or closed a console, or said they are away or back.
     TeamChanged,
+    /// This agent session was signed out: its consoles close.
+    SignedOut { sid: String },
 }
 
 pub struct Calls {

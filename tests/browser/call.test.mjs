@@ -188,9 +188,19 @@ test('signing out ends the session on the server; a new password signs the agent
   const me = async (cookie) => (await fetch(`${s.url}/api/agent/me`, { headers: { cookie } })).status;
   const [laptop, phone] = [await signIn(ANN[1]), await signIn(ANN[1])];
   assert.deepEqual([await me(laptop), await me(phone)], [200, 200]);
-  // Signing out on the laptop: a copy of its cookie is worth nothing; the phone stays signed in.
+  // The laptop's console is open in a browser.
+  const ctx = await browser.newContext();
+  await ctx.addCookies([{ name: 'sb_session', value: laptop.split('=').slice(1).join('='), url: s.url }]);
+  await (await ctx.newPage()).goto(`${s.url}/agent`);
+  const consoles = async () => Number(((await (await fetch(`${s.url}/metrics`)).text())
+    .match(/^switchboard_signalling_connections\{kind="console"\} (\d+)/m) || [0, 0])[1]);
+  await waitFor(async () => (await consoles()) === 1, 10000, "the laptop's console feed open");
+  // Signing out on the laptop: a copy of its cookie is worth nothing, its
+  // open console feed is closed by the server; the phone stays signed in.
   assert.equal((await fetch(`${s.url}/api/agent/logout`, { method: 'POST', headers: { cookie: laptop } })).status, 200);
   assert.deepEqual([await me(laptop), await me(phone)], [401, 200], 'after signing out on the laptop');
+  await waitFor(async () => (await consoles()) === 0, 5000, 'the signed-out console feed closed');
+  await ctx.close();
   // A new password signs every session out; the old password no longer works.
   s.setPassword(ANN[0], 'a-new-password');
   assert.equal(await me(phone), 401, 'the phone after the password changed');
