@@ -89,10 +89,22 @@ enum CapHit {
     Key,
 }
 
+/// Participants: counted per room, and per identity in a room (whose
+/// seat a rejoin takes over).
+#[derive(Default)]
+struct Seats {
+    counts: Counts,
+    of_identity: HashMap<String, usize>,
+}
+
+fn seat_key(room: &str, identity: &str) -> String {
+    format!("{room}\u{0}{identity}")
+}
+
 pub struct Caps {
     pub config: CapsConfig,
     connections: Mutex<Counts>,
-    participants: Mutex<Counts>,
+    participants: Mutex<Seats>,
     joins: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -133,15 +145,32 @@ impl Caps {
         }
     }
 
-    /// A participant of `room`, held until the guard drops.
-    pub fn admit(self: &Arc<Self>, room: &str) -> Result<Held, Refused> {
+    /// `identity` as a participant of `room`, held until the guard drops.
+    /// The same identity joining again (a reloaded page, before its old
+    /// session has gone) is let in whatever the caps: it replaces its old
+    /// self, whose seat is given back soon after.
+    pub fn admit(self: &Arc<Self>, room: &str, identity: &str) -> Result<Held, Refused> {
         let c = &self.config;
-        let mut counts = lock(&self.participants);
+        let key = seat_key(room, identity);
+        // The guard is made after the lock is released: dropping it locks.
+        let held = |key| Held { caps: self.clone(), kind: Kind::Participant(key), key: room.to_string() };
+        let mut seats = lock(&self.participants);
+        if seats.of_identity.contains_key(&key) {
+            seats.counts.take(room, usize::MAX, usize::MAX).ok();
+            *seats.of_identity.entry(key.clone()).or_default() += 1;
+            drop(seats);
+            return Ok(held(key));
+        }
+        let counts = &mut seats.counts;
         if !counts.by_key.contains_key(room) && counts.by_key.len() >= c.rooms {
             return Err((ErrorCode::ServerFull, format!("the server has {} rooms, its most", c.rooms)));
         }
         match counts.take(room, c.participants, c.participants_per_room) {
-            Ok(()) => Ok(Held { caps: self.clone(), kind: Kind::Participant, key: room.to_string() }),
+            Ok(()) => {
+                *seats.of_identity.entry(key.clone()).or_default() += 1;
+                drop(seats);
+                Ok(held(key))
+            }
             Err(CapHit::Total) => Err((ErrorCode::ServerFull, "the server has all the participants it takes".into())),
             Err(CapHit::Key) => {
                 Err((ErrorCode::RoomFull, format!("the room has {} participants, its most", c.participants_per_room)))
@@ -151,18 +180,19 @@ impl Caps {
 
     /// Participants now (for tests and metrics).
     pub fn participants(&self) -> usize {
-        lock(&self.participants).total
+        lock(&self.participants).counts.total
     }
 }
 
-fn lock(m: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Counts stay consistent even if a holder panicked: take them as they are.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 enum Kind {
     Connection,
-    Participant,
+    /// With its seat key (room and identity).
+    Participant(String),
 }
 
 /// One share of a cap; given back on drop.
@@ -174,11 +204,19 @@ pub struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let counts = match self.kind {
-            Kind::Connection => &self.caps.connections,
-            Kind::Participant => &self.caps.participants,
-        };
-        lock(counts).give_back(&self.key);
+        match &self.kind {
+            Kind::Connection => lock(&self.caps.connections).give_back(&self.key),
+            Kind::Participant(seat) => {
+                let mut seats = lock(&self.caps.participants);
+                seats.counts.give_back(&self.key);
+                if let Some(n) = seats.of_identity.get_mut(seat) {
+                    *n -= 1;
+                    if *n == 0 {
+                        seats.of_identity.remove(seat);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -228,14 +266,27 @@ mod tests {
     #[test]
     fn participants_are_capped_per_room_in_total_and_rooms_by_number() {
         let caps = caps();
-        let a1 = caps.admit("a").unwrap();
-        let _a2 = caps.admit("a").unwrap();
-        assert_eq!(code(caps.admit("a")), ErrorCode::RoomFull);
-        let _b1 = caps.admit("b").unwrap();
-        assert_eq!(code(caps.admit("c")), ErrorCode::ServerFull, "a third room");
-        assert_eq!(code(caps.admit("b")), ErrorCode::ServerFull, "a fourth participant");
+        let a1 = caps.admit("a", "ann").unwrap();
+        let _a2 = caps.admit("a", "bob").unwrap();
+        assert_eq!(code(caps.admit("a", "cy")), ErrorCode::RoomFull);
+        let _b1 = caps.admit("b", "dee").unwrap();
+        assert_eq!(code(caps.admit("c", "eve")), ErrorCode::ServerFull, "a third room");
+        assert_eq!(code(caps.admit("b", "fay")), ErrorCode::ServerFull, "a fourth participant");
         drop(a1);
-        let _a3 = caps.admit("a").expect("a leaver gives its place back");
+        let _a3 = caps.admit("a", "cy").expect("a leaver gives its place back");
         assert_eq!(caps.participants(), 3);
+    }
+
+    #[test]
+    fn a_rejoin_takes_over_its_own_seat_in_a_full_room() {
+        let caps = caps();
+        let old = caps.admit("a", "ann").unwrap();
+        let _bob = caps.admit("a", "bob").unwrap();
+        assert_eq!(code(caps.admit("a", "cy")), ErrorCode::RoomFull);
+        let new = caps.admit("a", "ann").expect("ann reloading her page gets in");
+        drop(old); // her old session, replaced, ends
+        assert_eq!(code(caps.admit("a", "cy")), ErrorCode::RoomFull, "she still holds one seat");
+        drop(new);
+        assert!(caps.admit("a", "cy").is_ok());
     }
 }

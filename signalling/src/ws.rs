@@ -362,7 +362,7 @@ async fn join(tx: &mut Tx, state: &AppState, token: String, room: Option<String>
             return None;
         }
     }
-    let seat = match state.caps.admit(&claims.video.room) {
+    let seat = match state.caps.admit(&claims.video.room, &claims.sub) {
         Ok(seat) => seat,
         Err((code, why)) => {
             info!(identity = %claims.sub, room = %claims.video.room, %code, "join refused: {why}");

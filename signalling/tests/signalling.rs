@@ -354,9 +354,21 @@ async fn a_full_room_and_too_many_connections_are_refused_with_their_codes_and_a
     assert_eq!(reply["type"], "joined", "{reply}");
     assert_refused(&url, &token("capped", "c"), None, "room_full").await;
 
+    // a reloads her page: the new session gets in at once, the old one is replaced.
+    let (mut a2, reply) = join_with(&url, &token("capped", "a"), None).await;
+    assert_eq!(reply["type"], "joined", "a rejoin takes over its own seat: {reply}");
+    let mut old_end = None;
+    while let Some(m) = next_json(&mut a).await {
+        if m["type"] == "closed" {
+            old_end = m["code"].as_str().map(str::to_owned);
+        }
+    }
+    assert_eq!(old_end.as_deref(), Some("replaced"));
+    assert_refused(&url, &token("capped", "c"), None, "room_full").await;
+
     // a leaves: c gets its place (once a's session has ended).
-    send(&mut a, json!({"type": "leave"})).await;
-    while next_json(&mut a).await.is_some() {}
+    send(&mut a2, json!({"type": "leave"})).await;
+    while next_json(&mut a2).await.is_some() {}
     let mut c = None;
     for _ in 0..40 {
         let (ws, reply) = join_with(&url, &token("capped", "c"), None).await;
