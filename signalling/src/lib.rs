@@ -23,6 +23,7 @@ pub mod caps;
 pub mod config;
 pub mod customer_api;
 pub mod headers;
+pub mod heap;
 pub mod http;
 pub mod ice_servers;
 pub mod metrics;

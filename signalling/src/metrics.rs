@@ -160,6 +160,20 @@ impl MediaPlane {
             c.inc_by(cpu);
             out.push(Box::new(c));
         }
+        if let Some(heap) = crate::heap::stats() {
+            for (name, help, v) in [
+                ("switchboard_heap_allocated_bytes", "Bytes in live heap allocations", heap.allocated),
+                (
+                    "switchboard_heap_resident_bytes",
+                    "Bytes of heap pages the allocator holds resident (live, cached, its own)",
+                    heap.resident,
+                ),
+            ] {
+                let g = IntGauge::new(name, help).expect("valid metric");
+                g.set(v as i64);
+                out.push(Box::new(g));
+            }
+        }
         let shards = self.sfu.shard_stats();
         for (name, help, field) in SHARD_COUNTERS {
             let c = IntCounterVec::new(Opts::new(*name, *help), &["shard"]).expect("valid metric");

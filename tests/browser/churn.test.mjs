@@ -3,7 +3,8 @@
 // and UDP just dropped), over and over, against the real server. Afterwards
 // the server holds no participants and no signalling connections, its file
 // descriptors and threads are back where they were after a warm-up round,
-// and its resident memory grew by at most RSS_BOUND_MB.
+// and its live heap and resident memory grew by at most HEAP_BOUND_MB and
+// RSS_BOUND_MB.
 //
 // CHURN_SECONDS (default 60) sets the length: the soak is
 // `CHURN_SECONDS=3600 CHURN_PEERS=40 node --test churn.test.mjs` (README), which prints
@@ -17,17 +18,21 @@ import net from 'node:net';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startServer, waitFor } from './harness.mjs';
+import { startServer, waitFor, sleep } from './harness.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LOADTEST = process.env.LOADTEST_BIN || join(root, 'target', 'release', 'loadtest');
 const SECONDS = Number(process.env.CHURN_SECONDS || 60);
 const PEERS = Number(process.env.CHURN_PEERS || 16);
 const SAMPLE_EVERY = SECONDS > 300 ? 60000 : 10000;
-// What a minute of churn may leave in resident memory: allocator caches and
-// the room directory's high-water marks, not sessions (a leaked session
-// holds a str0m peer, ~1-2 MB with its buffers: 1,000 sessions run here).
-const RSS_BOUND_MB = Number(process.env.RSS_BOUND_MB || 48);
+// What churn may leave in resident memory: allocator caches and the room
+// directory's high-water marks, not sessions (a leaked session holds a str0m
+// peer, ~1-2 MB with its buffers: 400 sessions a minute run here). Measured
+// +2.6 MB after a minute (jemalloc; glibc malloc kept +12 MB, +54 MB after 15).
+const RSS_BOUND_MB = Number(process.env.RSS_BOUND_MB || 24);
+// What it may leave allocated (jemalloc's count of live bytes, caches of the
+// allocator excluded): a leak of sessions shows here first. Measured +1.2 MB.
+const HEAP_BOUND_MB = Number(process.env.HEAP_BOUND_MB || 8);
 let server;
 
 after(async () => { if (server) await server.stop(); });
@@ -44,7 +49,10 @@ async function held() {
   const text = await (await fetch(`${server.url}/metrics`)).text();
   const sum = (name) => text.split('\n').filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
     .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-  return { participants: sum('switchboard_participants'), connections: sum('switchboard_signalling_connections') };
+  return {
+    participants: sum('switchboard_participants'), connections: sum('switchboard_signalling_connections'),
+    heapMb: sum('switchboard_heap_allocated_bytes') / 2 ** 20,
+  };
 }
 
 async function churn(peers, seconds) {
@@ -68,15 +76,17 @@ test(`${SECONDS} s of churn leaves nothing behind`, { timeout: (SECONDS + 240) *
   const pid = server.proc.pid;
   await churn(4, 5); // warm-up: one-time allocations (thread pools, tables) happen here
   await settled();
-  const base = usage(pid);
-  console.log(`after warm-up: ${base.fds} fds, ${base.threads} threads, ${base.rssMb.toFixed(1)} MB resident`);
+  const base = usage(pid), baseHeap = (await held()).heapMb;
+  assert.ok(baseHeap > 1, `the server reports its live heap (switchboard_heap_allocated_bytes): ${baseHeap} MB`);
+  console.log(`after warm-up: ${base.fds} fds, ${base.threads} threads, ${base.rssMb.toFixed(1)} MB resident, ${baseHeap.toFixed(1)} MB allocated`);
 
   const samples = [];
   const started = Date.now();
   const sampler = setInterval(async () => {
     const u = usage(pid), h = await held().catch(() => ({}));
     samples.push({ t: Math.round((Date.now() - started) / 1000), ...u, ...h });
-    console.log(`  t=${samples.at(-1).t}s fds=${u.fds} threads=${u.threads} rss=${u.rssMb.toFixed(1)}MB participants=${h.participants}`);
+    console.log(`  t=${samples.at(-1).t}s fds=${u.fds} threads=${u.threads} rss=${u.rssMb.toFixed(1)}MB ` +
+      `allocated=${h.heapMb?.toFixed(1)}MB participants=${h.participants}`);
   }, SAMPLE_EVERY);
   let report;
   try { report = await churn(PEERS, SECONDS); } finally { clearInterval(sampler); }
@@ -90,9 +100,14 @@ test(`${SECONDS} s of churn leaves nothing behind`, { timeout: (SECONDS + 240) *
     'descriptors and threads back to the warm-up level').catch((e) => {
     throw new Error(`${e.message}: ${JSON.stringify({ base, now })}`);
   });
-  const grown = now.rssMb - base.rssMb;
+  // jemalloc hands freed pages back from its background thread within ~10 s.
+  await sleep(12000);
+  now = usage(pid);
+  const grown = now.rssMb - base.rssMb, heapGrown = (await held()).heapMb - baseHeap;
   console.log(`after ${sessions} sessions: ${now.fds} fds (was ${base.fds}), ${now.threads} threads (was ${base.threads}), ` +
-    `${now.rssMb.toFixed(1)} MB resident (${grown >= 0 ? '+' : ''}${grown.toFixed(1)} MB; peak ${Math.max(...samples.map((s) => s.rssMb), now.rssMb).toFixed(1)} MB)`);
+    `${now.rssMb.toFixed(1)} MB resident (${grown >= 0 ? '+' : ''}${grown.toFixed(1)} MB; peak ${Math.max(...samples.map((s) => s.rssMb), now.rssMb).toFixed(1)} MB), ` +
+    `allocated ${heapGrown >= 0 ? '+' : ''}${heapGrown.toFixed(1)} MB`);
+  assert.ok(heapGrown <= HEAP_BOUND_MB, `live heap grew ${heapGrown.toFixed(1)} MB (bound ${HEAP_BOUND_MB} MB)`);
   assert.ok(grown <= RSS_BOUND_MB, `resident memory grew ${grown.toFixed(1)} MB (bound ${RSS_BOUND_MB} MB)`);
 });
 
