@@ -109,6 +109,61 @@ fn sequence_numbers_continue_across_publisher_rejoin() {
     assert_eq!(offers_before, offers_after, "no renegotiation was needed for the rejoin");
 }
 
+fn routes(bed: &Bed) -> usize {
+    bed.shards.iter().map(|s| s.route_count()).sum()
+}
+
+/// A churn of short sessions (the load test's `churn`) leaves before its
+/// offers are answered: whatever state a subscription was in, nothing of it
+/// stays on the shard (a route kept per session grew the heap ~1.5 KB each).
+#[test]
+fn leaving_before_a_subscription_is_negotiated_leaves_no_route_behind() {
+    let mut bed = Bed::new(1);
+    for round in 0..3 {
+        let room = format!("r{round}");
+        let a = bed.join(&room, "a", AV);
+        bed.run(Duration::from_secs(2));
+        // b is subscribed to a's tracks as it joins, and leaves before its
+        // first negotiation is over; c never answers the offer of them.
+        let b = bed.join(&room, "b", AV);
+        bed.run(Duration::from_millis(5));
+        bed.leave(b);
+        let c = bed.join(&room, "c", AV);
+        bed.clients.get_mut(&c).unwrap().hold_offers = true;
+        bed.run(Duration::from_secs(2));
+        assert!(routes(&bed) >= 4, "a and c publish: {} routes", routes(&bed));
+        bed.leave(c);
+        bed.run(Duration::from_millis(200));
+        bed.leave(a);
+        bed.run(Duration::from_millis(200));
+        assert_eq!(bed.shards[0].participant_count(), 0);
+        assert_eq!(routes(&bed), 0, "round {round}: routes left after everyone left");
+    }
+}
+
+/// A publisher who rejoins replaces its old tracks for the subscriber: the
+/// old tracks' routes go, though the subscriber stays.
+#[test]
+fn a_replaced_source_leaves_no_route_behind() {
+    for shards in [1, 2] {
+        // Four tracks; with two shards each also has a route where it is received.
+        let (mut bed, pids) = connected_room(shards, &["pub", "sub"]);
+        assert_eq!(routes(&bed), 4 * shards);
+        let mut publisher = pids[0];
+        for _ in 0..3 {
+            bed.leave(publisher);
+            bed.run(Duration::from_millis(300));
+            publisher = bed.join("r", "pub", AV);
+            bed.run(Duration::from_secs(2));
+            assert_eq!(routes(&bed), 4 * shards, "{shards} shards: two publishers' audio and video");
+        }
+        bed.leave(publisher);
+        bed.leave(pids[1]);
+        bed.run(Duration::from_millis(300));
+        assert_eq!(routes(&bed), 0, "{shards} shards: nothing left");
+    }
+}
+
 /// A publisher ("pub") whose video reaches a subscriber ("sub").
 fn video_flowing(shards: usize) -> (Bed, sfu::ParticipantId, sfu::ParticipantId) {
     let (mut bed, pids) = connected_room(shards, &["pub", "sub"]);

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(feature = "jemalloc")]
 use tikv_jemalloc_ctl::{epoch, stats};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -24,6 +25,7 @@ pub struct HeapStats {
 }
 
 /// The current figures, or `None` if jemalloc is not the allocator here.
+#[cfg(feature = "jemalloc")]
 pub fn stats() -> Option<HeapStats> {
     if !ENABLED.load(Ordering::Relaxed) {
         return None;
@@ -31,4 +33,9 @@ pub fn stats() -> Option<HeapStats> {
     // jemalloc's statistics are a snapshot refreshed by advancing the epoch.
     epoch::advance().ok()?;
     Some(HeapStats { allocated: stats::allocated::read().ok()? as u64, resident: stats::resident::read().ok()? as u64 })
+}
+
+#[cfg(not(feature = "jemalloc"))]
+pub fn stats() -> Option<HeapStats> {
+    None
 }

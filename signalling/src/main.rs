@@ -15,6 +15,7 @@ use tracing::info;
 /// jemalloc rather than glibc malloc: glibc keeps the pages freed in each
 /// thread's arena (after a churn of 5,000 sessions, 48 MB taken from the
 /// system for 8 MB in use), jemalloc returns them after a few seconds.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -22,11 +23,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// from a background thread (otherwise only when the process allocates
 /// again, so an idle server would keep its peak); one thread, started with
 /// the allocator, so the thread count does not change later.
+#[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8; 48] = b"background_thread:true,max_background_threads:1\0";
 
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "jemalloc")]
     signalling::heap::enable();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

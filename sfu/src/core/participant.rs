@@ -109,6 +109,14 @@ pub struct DownTrack {
     pub picture_ids: PictureIds,
 }
 
+/// What [`Participant::subscribe`] did.
+pub struct Subscribed {
+    /// The leg the track flows on, if it is negotiated already.
+    pub ready: Option<usize>,
+    /// The track it replaced on that leg (the same source published anew).
+    pub replaced: Option<TrackId>,
+}
+
 struct Wanted {
     track: TrackInfo,
 }
@@ -330,24 +338,25 @@ impl Participant {
 
     /// Starts sending `track` here: reuses the slot of the same identity and
     /// source if there is one (returns it), else queues it for the next offer.
-    pub fn subscribe(&mut self, track: TrackInfo) -> Option<usize> {
+    pub fn subscribe(&mut self, track: TrackInfo) -> Subscribed {
         if let Some(i) = self
             .down
             .iter()
             .position(|d| d.identity == track.identity && d.source == track.source && d.kind == track.kind)
         {
-            if let Some(old) = self.down[i].track.replace(track.track) {
+            let replaced = self.down[i].track.replace(track.track).filter(|old| *old != track.track);
+            if let Some(old) = replaced {
                 self.down_by_track.remove(&old);
             }
             // A new source starts at its keyframe; the subscriber's wishes stay.
             self.down[i].choice.current = None;
             self.down_by_track.insert(track.track, i);
-            return self.down[i].ssrc.map(|_| i);
+            return Subscribed { ready: self.down[i].ssrc.map(|_| i), replaced };
         }
         if !self.neg.wanted.iter().any(|w| w.track.track == track.track) {
             self.neg.wanted.push(Wanted { track });
         }
-        None
+        Subscribed { ready: None, replaced: None }
     }
 
     pub fn unsubscribe(&mut self, track: TrackId) {

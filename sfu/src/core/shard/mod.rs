@@ -43,7 +43,9 @@ use super::command::{
 use super::demux::{self, Demux, Slot, MAX_ADDRS_PER_PEER};
 use super::ids::{ParticipantId, ShardId, TrackId, TrackKind, TrackSource};
 use super::layers::{Layer, LAYER_EVAL_INTERVAL, MAX_LAYERS};
-use super::participant::{self, DownTrack, Participant, ParticipantLimits, CONNECT_TIMEOUT, SILENCE_TIMEOUT};
+use super::participant::{
+    self, DownTrack, Participant, ParticipantLimits, Subscribed, CONNECT_TIMEOUT, SILENCE_TIMEOUT,
+};
 use super::speech::SPEECH_INTERVAL;
 use super::timer::Timers;
 use crate::record::{RecorderLanes, Tap, TapInfo};
@@ -171,6 +173,12 @@ impl ShardCore {
 
     pub fn participant_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Routes held (tracks published here or received from other shards):
+    /// zero once everyone has left, however they left.
+    pub fn route_count(&self) -> usize {
+        self.fabric.routes.len()
     }
 
     pub fn stats(&self) -> &ShardStats {
@@ -505,7 +513,7 @@ impl ShardCore {
                 }
             }
             ShardCommand::SetRemoteShards { track, shards } => {
-                self.fabric.routes.entry(track).remote_shards = shards;
+                self.fabric.routes.set_remote_shards(track, shards);
             }
             ShardCommand::SetRoomShards { room, shards } => {
                 if shards.is_empty() {
@@ -559,10 +567,7 @@ impl ShardCore {
         for published in p.published.values() {
             f.routes.clear_publisher(published.track);
         }
-        for t in p.down_by_track.keys() {
-            f.routes.remove_subscriber(*t, slot);
-        }
-        f.routes.prune();
+        f.routes.forget_subscriber(slot);
     }
 
     /// Starts (a new tap on each of its tracks) or stops recording a participant.
@@ -627,7 +632,12 @@ impl ShardCore {
         let f = &mut self.fabric;
         let id = track.track;
         let is_video = track.kind == TrackKind::Video;
-        let ready = p.subscribe(track);
+        let Subscribed { ready, replaced } = p.subscribe(track);
+        if let Some(old) = replaced {
+            // The same source published again (a rejoin): its old track is
+            // no longer sent to this subscriber.
+            f.routes.remove_subscriber(old, slot);
+        }
         f.routes.add_subscriber(id, slot, (publisher_shard != f.id).then_some(publisher_shard));
         f.layers_due.get_or_insert(now + LAYER_EVAL_INTERVAL);
         if let (Some(i), true, true) = (ready, p.connected, is_video) {

@@ -34,6 +34,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// Someone publishes, receives or relays it.
+    fn in_use(&self) -> bool {
+        self.publisher.is_some() || !self.subscribers.is_empty() || !self.remote_shards.is_empty()
+    }
+
     pub fn set_tap(&mut self, tap: Option<(Tap, TrackSource)>) {
         self.tap = tap;
         self.tap_layer = None;
@@ -66,6 +71,14 @@ impl Routes {
         self.by_track.get_mut(track)
     }
 
+    pub fn len(&self) -> usize {
+        self.by_track.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_track.is_empty()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&TrackId, &Route)> {
         self.by_track.iter()
     }
@@ -84,22 +97,54 @@ impl Routes {
         }
     }
 
-    pub fn remove_subscriber(&mut self, track: TrackId, slot: Slot) {
+    /// Which other shards get a copy of the local publisher's `track`. Only
+    /// for a route that exists: the publisher made it, and one that has
+    /// left must not get it back.
+    pub fn set_remote_shards(&mut self, track: TrackId, shards: Vec<ShardId>) {
         if let Some(r) = self.by_track.get_mut(&track) {
-            r.subscribers.retain(|s| *s != slot);
+            r.remote_shards = shards;
+            if !r.in_use() {
+                self.by_track.remove(&track);
+            }
         }
     }
 
+    /// Stops sending `track` to `slot`; a route left unused goes.
+    pub fn remove_subscriber(&mut self, track: TrackId, slot: Slot) {
+        if let Some(r) = self.by_track.get_mut(&track) {
+            r.subscribers.retain(|s| *s != slot);
+            if !r.in_use() {
+                self.by_track.remove(&track);
+            }
+        }
+    }
+
+    /// The local publisher of `track` left: nothing more to send here or to
+    /// other shards (their routes go with their own unsubscriptions).
     pub fn clear_publisher(&mut self, track: TrackId) {
         if let Some(r) = self.by_track.get_mut(&track) {
             r.publisher = None;
+            r.remote_shards.clear();
             r.set_tap(None);
+            if !r.in_use() {
+                self.by_track.remove(&track);
+            }
         }
+    }
+
+    /// Takes `slot` off every route (its occupant left): whatever state its
+    /// subscriptions were in (queued, offered, flowing, replaced), none may
+    /// keep a route alive.
+    pub fn forget_subscriber(&mut self, slot: Slot) {
+        for r in self.by_track.values_mut() {
+            r.subscribers.retain(|s| *s != slot);
+        }
+        self.prune();
     }
 
     /// Drops routes nobody uses any more.
     pub fn prune(&mut self) {
-        self.by_track.retain(|_, r| r.publisher.is_some() || !r.subscribers.is_empty() || !r.remote_shards.is_empty());
+        self.by_track.retain(|_, r| r.in_use());
     }
 
     /// A subscriber asked for a keyframe of `track`'s `layer`: merged per
