@@ -75,10 +75,6 @@ impl Routes {
         self.by_track.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_track.is_empty()
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&TrackId, &Route)> {
         self.by_track.iter()
     }
