@@ -79,6 +79,7 @@ fn start() -> Served {
             record_calls: false,
             recording_retention: None,
             frame_ancestors: vec!["'self'".into()],
+            metrics_token: None,
             caps: lifted,
         };
         let ice = IceServers::new(vec![], TurnAuth::None).expect("no ICE servers");

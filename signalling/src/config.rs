@@ -150,6 +150,11 @@ pub struct ServeArgs {
     /// (`'self'`, `https://app.example.com`, `'none'`).
     #[arg(long, env = "SWITCHBOARD_FRAME_ANCESTORS", value_delimiter = ',', default_value = "'self'", global = true)]
     pub frame_ancestors: Vec<String>,
+    /// A bearer token `/metrics` asks for (`Authorization: Bearer …`, as
+    /// Prometheus' `authorization` scrape setting sends it); open without.
+    /// Set it in the environment: arguments show in `ps`.
+    #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<String>,
     /// Signalling connections held at once (the WebSocket; the pages' and
     /// the SDK's one per participant).
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 10_000, global = true)]

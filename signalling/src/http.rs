@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
 use axum::http::header;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use subtle::ConstantTimeEq;
 
 use crate::AppState;
 
@@ -83,8 +84,17 @@ async fn page_config(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     axum::Json(serde_json::json!({ "record_calls": state.recordings.record_calls && state.recordings.enabled() }))
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        // Compared in constant time: the token is a password.
+        if !given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes()))) {
+            let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+            return (StatusCode::UNAUTHORIZED, challenge, "metrics need the metrics token\n").into_response();
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
 async fn script(Path(name): Path<String>) -> impl IntoResponse {

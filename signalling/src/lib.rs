@@ -71,6 +71,7 @@ pub struct AppState {
     pub page_policy: axum::http::HeaderValue,
     /// Connections, participants and rooms held, against their caps.
     pub caps: Arc<caps::Caps>,
+    pub metrics_token: Option<String>,
 }
 
 /// The call flow's settings.
@@ -90,6 +91,8 @@ pub struct FlowConfig {
     pub recording_retention: Option<std::time::Duration>,
     /// Who may show the pages in a frame (CSP `frame-ancestors` sources).
     pub frame_ancestors: Vec<String>,
+    /// What `/metrics` asks for as a bearer token; open when `None`.
+    pub metrics_token: Option<String>,
     pub caps: caps::CapsConfig,
 }
 
@@ -139,6 +142,7 @@ impl Server {
             recording_retention: flow.recording_retention,
             page_policy,
             caps: caps::Caps::new(flow.caps),
+            metrics_token: flow.metrics_token,
         };
         Ok(Server { state: Arc::new(state), shutdown_tx, recording_events })
     }

@@ -143,6 +143,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             record_calls: args.record_calls,
             recording_retention: args.recording_retention,
             frame_ancestors: args.frame_ancestors.clone(),
+            metrics_token: args.metrics_token.clone(),
             caps: signalling::caps::CapsConfig {
                 connections: args.max_connections,
                 connections_per_ip: args.max_connections_per_ip,

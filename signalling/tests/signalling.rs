@@ -24,6 +24,10 @@ async fn start() -> (String, tokio::sync::oneshot::Sender<()>) {
 }
 
 async fn start_with(caps: CapsConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
+    start_configured(caps, None).await
+}
+
+async fn start_configured(caps: CapsConfig, metrics_token: Option<&str>) -> (String, tokio::sync::oneshot::Sender<()>) {
     let config = sfu::SfuConfig {
         shards: 2,
         udp_bind: vec![[127, 0, 0, 1].into()],
@@ -47,6 +51,7 @@ async fn start_with(caps: CapsConfig) -> (String, tokio::sync::oneshot::Sender<(
         record_calls: false,
         recording_retention: None,
         frame_ancestors: vec!["'self'".into()],
+        metrics_token: metrics_token.map(String::from),
         caps,
     };
     let turn = TurnAuth::Secret { secret: TURN_SECRET.into(), ttl: Duration::from_secs(3600) };
@@ -429,4 +434,43 @@ async fn join_attempts_beyond_the_rate_per_address_are_refused_as_rate_limited()
     }
     // ...the next is not, even with a valid token.
     assert_refused(&url, &token("r", "late"), None, "rate_limited").await;
+}
+
+/// One plain HTTP/1.1 GET to the server behind `ws_url`: status and body.
+async fn http_get(ws_url: &str, path: &str, headers: &[&str]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = ws_url.trim_start_matches("ws://").trim_end_matches("/ws");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await.unwrap();
+    let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn metrics_ask_for_the_metrics_token_when_one_is_set() {
+    let (open, _stop_open) = start().await;
+    let (status, body) = http_get(&open, "/metrics", &[]).await;
+    assert_eq!(status, 200, "open without a token configured");
+    assert!(body.contains("switchboard_participants"), "{body}");
+
+    let (url, _stop) = start_configured(CapsConfig::default(), Some("scrape-me")).await;
+    for headers in [
+        &[][..],
+        &["Authorization: Bearer wrong"],
+        &["Authorization: Basic scrape-me"],
+        &["Authorization: Bearer scrape-m"],
+    ] {
+        let (status, body) = http_get(&url, "/metrics", headers).await;
+        assert_eq!(status, 401, "{headers:?}");
+        assert!(!body.contains("switchboard_"), "nothing is revealed: {body}");
+    }
+    let (status, body) = http_get(&url, "/metrics", &["Authorization: Bearer scrape-me"]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("switchboard_participants"), "{body}");
+    let (status, _) = http_get(&url, "/healthz", &[]).await;
+    assert_eq!(status, 200, "health checks stay open");
 }
