@@ -38,6 +38,8 @@ codes! {
     /// The peer's ICE/DTLS connection failed or timed out.
     ConnectionLost = "connection_lost",
     ServerShutdown = "server_shutdown",
+    /// The server is draining for a restart: no new rooms or calls.
+    Draining = "draining",
     /// The client fell behind reading its signalling events.
     SlowConsumer = "slow_consumer",
 

@@ -148,8 +148,9 @@ impl Caps {
     /// `identity` as a participant of `room`, held until the guard drops.
     /// The same identity joining again (a reloaded page, before its old
     /// session has gone) is let in whatever the caps: it replaces its old
-    /// self, whose seat is given back soon after.
-    pub fn admit(self: &Arc<Self>, room: &str, identity: &str) -> Result<Held, Refused> {
+    /// self, whose seat is given back soon after. Unless `may_open_room`,
+    /// only a room in progress is joined (a draining server opens none).
+    pub fn admit(self: &Arc<Self>, room: &str, identity: &str, may_open_room: bool) -> Result<Held, Refused> {
         let c = &self.config;
         let key = seat_key(room, identity);
         // The guard is made after the lock is released: dropping it locks.
@@ -162,6 +163,12 @@ impl Caps {
             return Ok(held(key));
         }
         let counts = &mut seats.counts;
+        if !counts.by_key.contains_key(room) && !may_open_room {
+            return Err((
+                ErrorCode::Draining,
+                "the server is restarting and opens no new rooms; try again shortly".into(),
+            ));
+        }
         if !counts.by_key.contains_key(room) && counts.by_key.len() >= c.rooms {
             return Err((ErrorCode::ServerFull, format!("the server has {} rooms, its most", c.rooms)));
         }
@@ -266,27 +273,37 @@ mod tests {
     #[test]
     fn participants_are_capped_per_room_in_total_and_rooms_by_number() {
         let caps = caps();
-        let a1 = caps.admit("a", "ann").unwrap();
-        let _a2 = caps.admit("a", "bob").unwrap();
-        assert_eq!(code(caps.admit("a", "cy")), ErrorCode::RoomFull);
-        let _b1 = caps.admit("b", "dee").unwrap();
-        assert_eq!(code(caps.admit("c", "eve")), ErrorCode::ServerFull, "a third room");
-        assert_eq!(code(caps.admit("b", "fay")), ErrorCode::ServerFull, "a fourth participant");
+        let a1 = caps.admit("a", "ann", true).unwrap();
+        let _a2 = caps.admit("a", "bob", true).unwrap();
+        assert_eq!(code(caps.admit("a", "cy", true)), ErrorCode::RoomFull);
+        let _b1 = caps.admit("b", "dee", true).unwrap();
+        assert_eq!(code(caps.admit("c", "eve", true)), ErrorCode::ServerFull, "a third room");
+        assert_eq!(code(caps.admit("b", "fay", true)), ErrorCode::ServerFull, "a fourth participant");
         drop(a1);
-        let _a3 = caps.admit("a", "cy").expect("a leaver gives its place back");
+        let _a3 = caps.admit("a", "cy", true).expect("a leaver gives its place back");
         assert_eq!(caps.participants(), 3);
     }
 
     #[test]
     fn a_rejoin_takes_over_its_own_seat_in_a_full_room() {
         let caps = caps();
-        let old = caps.admit("a", "ann").unwrap();
-        let _bob = caps.admit("a", "bob").unwrap();
-        assert_eq!(code(caps.admit("a", "cy")), ErrorCode::RoomFull);
-        let new = caps.admit("a", "ann").expect("ann reloading her page gets in");
+        let old = caps.admit("a", "ann", true).unwrap();
+        let _bob = caps.admit("a", "bob", true).unwrap();
+        assert_eq!(code(caps.admit("a", "cy", true)), ErrorCode::RoomFull);
+        let new = caps.admit("a", "ann", true).expect("ann reloading her page gets in");
         drop(old); // her old session, replaced, ends
-        assert_eq!(code(caps.admit("a", "cy")), ErrorCode::RoomFull, "she still holds one seat");
+        assert_eq!(code(caps.admit("a", "cy", true)), ErrorCode::RoomFull, "she still holds one seat");
         drop(new);
-        assert!(caps.admit("a", "cy").is_ok());
+        assert!(caps.admit("a", "cy", true).is_ok());
+    }
+
+    #[test]
+    fn a_room_in_progress_takes_joins_that_may_not_open_one() {
+        let caps = caps();
+        let ann = caps.admit("a", "ann", true).unwrap();
+        assert!(caps.admit("a", "bob", false).is_ok(), "joining the room in progress");
+        assert_eq!(code(caps.admit("b", "cy", false)), ErrorCode::Draining, "opening another");
+        drop(ann);
+        assert_eq!(code(caps.admit("a", "ann", false)), ErrorCode::Draining, "a room that emptied is over");
     }
 }

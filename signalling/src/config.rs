@@ -24,6 +24,16 @@ pub enum Command {
     /// Manage agent accounts (stored in the data dir).
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// The configuration (see deploy/switchboard.example.toml).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Check the config file, flags and environment, and print the
+    /// configuration that takes effect (secrets masked).
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,6 +64,10 @@ pub enum AgentCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// A config file (TOML) with any of these flags as keys, `_` for `-`
+    /// (deploy/switchboard.example.toml). Flags and environment win over it.
+    #[arg(long, env = "SWITCHBOARD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     /// HTTP + WebSocket listen address.
     #[arg(long, env = "SWITCHBOARD_HTTP", default_value = "127.0.0.1:8080", global = true)]
     pub http: SocketAddr,
@@ -100,7 +114,13 @@ pub struct ServeArgs {
     )]
     pub turn_username: Option<String>,
     /// Static credential for the TURN servers in --ice-server.
-    #[arg(long, env = "SWITCHBOARD_TURN_CREDENTIAL", global = true, requires = "turn_username")]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TURN_CREDENTIAL",
+        global = true,
+        requires = "turn_username",
+        hide_env_values = true
+    )]
     pub turn_credential: Option<String>,
     /// Secret shared with the TURN servers in --ice-server (coturn:
     /// --use-auth-secret --static-auth-secret=…): each participant gets its
@@ -128,6 +148,11 @@ pub struct ServeArgs {
     /// its room, waiting for its client to reconnect and resume (0: leave at once).
     #[arg(long, env = "SWITCHBOARD_RESUME_GRACE", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
     pub resume_grace: Duration,
+    /// On SIGTERM (or Ctrl-C) the server takes no new rooms or calls and
+    /// waits this long for the calls in progress to end before it stops;
+    /// a second signal stops it at once.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_TIMEOUT", default_value = "2h", value_parser = humantime::parse_duration, global = true)]
+    pub drain_timeout: Duration,
     /// Call requests allowed per client IP per minute.
     #[arg(long, env = "SWITCHBOARD_CALLS_PER_MINUTE", default_value_t = 10, global = true)]
     pub calls_per_minute: u32,

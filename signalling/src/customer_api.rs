@@ -44,6 +44,10 @@ pub async fn create(
     Json(body): Json<NewCall>,
 ) -> Result<impl IntoResponse, ApiError> {
     state.limits.call_creation(peer.ip())?;
+    if state.drain.is_draining() {
+        let m = "the service is restarting; please try again in a minute";
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Draining, m.into()));
+    }
     let cap = state.caps.config.queued_calls;
     if state.calls.store.queued_calls().await? >= cap as i64 {
         let m = "every agent is busy and the queue is full; please try again later";

@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Browsers ask for /favicon.ico whatever the pages link.
         .route("/favicon.ico", get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], FAVICON_SVG) }))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws_upgrade))
         // Customers.
@@ -80,6 +81,16 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// What the pages need to know before a call: whether calls are recorded.
+/// Whether to send this server new rooms and calls: not while it drains
+/// (`/healthz` says only that the process is alive).
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.drain.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
 async fn page_config(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     axum::Json(serde_json::json!({ "record_calls": state.recordings.record_calls && state.recordings.enabled() }))
 }

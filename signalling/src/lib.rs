@@ -13,7 +13,9 @@
 //!   are its HTTP faces, [`agents`] signs agents in, [`ratelimit`] limits.
 //! - [`ice_servers`]: STUN/TURN servers and per-participant TURN credentials.
 //! - [`tls`]: HTTPS/WSS without a proxy.
-//! - [`config`]: command-line flags; `main.rs` wires it all up.
+//! - [`config`]: command-line flags, [`config_file`] the same from a file;
+//!   `main.rs` wires it all up.
+//! - [`drain`]: a stop that lets the calls in progress end first.
 
 pub mod agent_api;
 pub mod agents;
@@ -21,7 +23,9 @@ pub mod auth;
 pub mod calls;
 pub mod caps;
 pub mod config;
+pub mod config_file;
 pub mod customer_api;
+pub mod drain;
 pub mod headers;
 pub mod heap;
 pub mod http;
@@ -72,6 +76,8 @@ pub struct AppState {
     /// Connections, participants and rooms held, against their caps.
     pub caps: Arc<caps::Caps>,
     pub metrics_token: Option<String>,
+    /// Set once a stop signal starts the drain (see [`drain`]).
+    pub drain: drain::Drain,
 }
 
 /// The call flow's settings.
@@ -143,6 +149,7 @@ impl Server {
             page_policy,
             caps: caps::Caps::new(flow.caps),
             metrics_token: flow.metrics_token,
+            drain: drain::Drain::default(),
         };
         Ok(Server { state: Arc::new(state), shutdown_tx, recording_events })
     }

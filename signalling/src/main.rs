@@ -1,10 +1,15 @@
 //! The `switchboard` binary: `switchboard` serves, `switchboard token` mints,
-//! `switchboard agent add` creates console accounts.
+//! `switchboard agent add` creates console accounts, `switchboard config
+//! check` prints the configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use signalling::auth::Keys;
-use signalling::config::{AgentCommand, Cli, Command, ServeArgs};
+use signalling::config::{AgentCommand, Cli, Command, ConfigCommand, ServeArgs};
+use signalling::config_file::{self, ConfigFile};
 use signalling::ice_servers::{IceServers, TurnAuth};
 use signalling::store::Store;
 use signalling::tls::Tls;
@@ -36,8 +41,20 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    // The file's settings go into the environment before clap reads it.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file = match config_file::path_from(&args).map(|path| ConfigFile::read(&path)).transpose() {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let from_file = file.as_ref().map(ConfigFile::export).unwrap_or_default();
+    let matches = Cli::command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
+        Some(Command::Config(ConfigCommand::Check)) => config_check(&cli.serve, &matches, file.as_ref(), &from_file),
         Some(Command::Token(t)) => {
             let (keys, path, created) = Keys::load_or_create(&cli.serve.data_dir)?;
             if created {
@@ -55,6 +72,35 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Agent(cmd)) => agent(cmd, &cli.serve),
         Some(Command::Serve) | None => serve(cli.serve),
     }
+}
+
+/// Checks what `serve` would check before binding anything, then prints
+/// the configuration that takes effect.
+fn config_check(
+    args: &ServeArgs,
+    matches: &ArgMatches,
+    file: Option<&ConfigFile>,
+    from_file: &[String],
+) -> anyhow::Result<()> {
+    ice_servers(args)?;
+    signalling::headers::content_security_policy(&args.frame_ancestors).map_err(anyhow::Error::msg)?;
+    match file {
+        Some(f) => println!("# switchboard's configuration: {} with flags and environment", f.path.display()),
+        None => println!("# switchboard's configuration: flags and environment (no config file)"),
+    }
+    print!("{}", config_file::effective(&Cli::command(), matches, from_file));
+    Ok(())
+}
+
+fn ice_servers(args: &ServeArgs) -> anyhow::Result<IceServers> {
+    let turn = match (&args.turn_secret, &args.turn_username, &args.turn_credential) {
+        (Some(secret), ..) => TurnAuth::Secret { secret: secret.clone(), ttl: args.turn_ttl },
+        (None, Some(username), Some(credential)) => {
+            TurnAuth::Static { username: username.clone(), credential: credential.clone() }
+        }
+        _ => TurnAuth::None,
+    };
+    IceServers::new(args.ice_servers.clone(), turn).map_err(anyhow::Error::msg)
 }
 
 fn agent(cmd: AgentCommand, args: &ServeArgs) -> anyhow::Result<()> {
@@ -104,6 +150,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let shards =
         if args.shards == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.shards };
+    let ice_servers = ice_servers(&args)?;
     let recordings_dir = args.recordings_dir();
     let sfu_config = sfu::SfuConfig {
         shards,
@@ -118,14 +165,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             data_bytes_per_second: args.data_bytes_per_second,
         },
     };
-    let turn = match (&args.turn_secret, &args.turn_username, &args.turn_credential) {
-        (Some(secret), ..) => TurnAuth::Secret { secret: secret.clone(), ttl: args.turn_ttl },
-        (None, Some(username), Some(credential)) => {
-            TurnAuth::Static { username: username.clone(), credential: credential.clone() }
-        }
-        _ => TurnAuth::None,
-    };
-    let ice_servers = IceServers::new(args.ice_servers.clone(), turn).map_err(anyhow::Error::msg)?;
 
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Tls::Files { cert: cert.clone(), key: key.clone() }),
@@ -176,27 +215,48 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         let scheme = if rustls.is_some() { "https" } else { "http" };
         info!("switchboard listening on {scheme}://{}", listener.local_addr()?);
-        server.run_on(listener, rustls, stop_signal()).await?;
+        let stop = drain_then_stop(server.state.clone(), args.drain_timeout);
+        server.run_on(listener, rustls, stop).await?;
         info!("stopped");
         Ok(())
     })
 }
 
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves when the server should stop: the first stop signal starts a
+/// drain, which ends when the calls have, at the timeout, or at a second
+/// signal.
+async fn drain_then_stop(state: Arc<signalling::AppState>, timeout: Duration) {
+    let mut signals = StopSignals::new();
+    signals.next().await;
+    signalling::drain::drain(&state, timeout, signals.next()).await;
+}
+
+/// Ctrl-C or SIGTERM, as often as they come.
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> StopSignals {
+        StopSignals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        let term = async {
+            match &mut self.term {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
+    }
 }

@@ -362,7 +362,10 @@ async fn join(tx: &mut Tx, state: &AppState, token: String, room: Option<String>
             return None;
         }
     }
-    let seat = match state.caps.admit(&claims.video.room, &claims.sub) {
+    // A draining server opens no new rooms, but a live call's room (say,
+    // a queued call accepted now) still opens: that call is in progress.
+    let may_open_room = !state.drain.is_draining() || claims.call.is_some();
+    let seat = match state.caps.admit(&claims.video.room, &claims.sub, may_open_room) {
         Ok(seat) => seat,
         Err((code, why)) => {
             info!(identity = %claims.sub, room = %claims.video.room, %code, "join refused: {why}");

@@ -79,6 +79,7 @@ const QUALITY_EVERY_MS = 10000;
 
 const REASONS = {
   call_ended: 'The call has ended', left: 'You left the call', server_shutdown: 'The server is restarting',
+  draining: 'The server is restarting: try again in a minute',
   connection_lost: 'Connection lost: media could not get through',
   unreachable: 'Connection lost: could not reach the server again',
   disconnected: 'Disconnected from the server',

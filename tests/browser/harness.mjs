@@ -65,10 +65,15 @@ export async function startServer({ shards = 2, args = [], netns = null, tls = f
     proc.stderr.on('data', (d) => { log += d; });
     await waitFor(async () => { try { return (await fetch(`${url}/healthz`)).ok; } catch { return false; } }, 15000, 'server health');
   };
+  // The first SIGTERM drains (the server waits for calls to end), the next
+  // stops it at once: keep sending until it has gone.
   const halt = async () => {
     if (proc.exitCode === null) {
+      const gone = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGTERM');
-      await Promise.race([new Promise((r) => proc.once('exit', r)), sleep(8000)]);
+      const again = setInterval(() => proc.exitCode === null && proc.kill('SIGTERM'), 300);
+      await Promise.race([gone, sleep(8000)]);
+      clearInterval(again);
       if (proc.exitCode === null) proc.kill('SIGKILL');
     }
   };
