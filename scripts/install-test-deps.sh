@@ -18,6 +18,18 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# deploy/prometheus.yml and the live /metrics are checked with promtool.
+# Only that binary is taken from Debian's prometheus package (unpacked, not
+# installed: installing would also set up a Prometheus daemon on :9090).
+if ! command -v promtool >/dev/null; then
+  echo "installing: promtool (from Debian's prometheus package)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1) || { $SUDO apt-get update -qq && (cd "$tmp" && apt-get download -qq prometheus); }
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  $SUDO install -m 0755 "$tmp/x/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$tmp"
+fi
 # The lint step's tools (shipped with rustup's default profile, added if not).
 for tool in fmt clippy; do
   cargo "$tool" --version >/dev/null 2>&1 || rustup component add "$([ $tool = fmt ] && echo rustfmt || echo clippy)"
