@@ -30,6 +30,14 @@ if ! command -v promtool >/dev/null; then
   $SUDO install -m 0755 "$tmp/x/usr/bin/promtool" /usr/local/bin/promtool
   rm -rf "$tmp"
 fi
+# deploy/compose.yaml is validated by Debian's docker-compose (`config`
+# needs no engine; without recommends, so no Docker engine is installed).
+if ! command -v docker-compose >/dev/null; then
+  echo "installing: docker-compose (without an engine)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
+fi
 # The lint step's tools (shipped with rustup's default profile, added if not).
 for tool in fmt clippy; do
   cargo "$tool" --version >/dev/null 2>&1 || rustup component add "$([ $tool = fmt ] && echo rustfmt || echo clippy)"

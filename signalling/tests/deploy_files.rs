@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
@@ -197,4 +197,46 @@ fn the_systemd_unit_verifies_is_hardened_and_outwaits_a_drain() {
     let drain = drain.get_arguments().find(|a| a.get_id() == "drain_timeout").unwrap().get_default_values()[0].clone();
     let drain = humantime::parse_duration(drain.to_str().unwrap()).unwrap();
     assert!(stop > drain, "TimeoutStopSec {stop:?} must be longer than the default --drain-timeout {drain:?}");
+}
+
+fn compose_config(env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("docker-compose");
+    cmd.arg("-f").arg(deploy("compose.yaml")).arg("config");
+    for var in ["PUBLIC_IP", "TURN_HOST", "TURN_SECRET"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output();
+    assert!(out.is_ok(), "docker-compose is missing: run scripts/install-test-deps.sh");
+    out.unwrap()
+}
+
+/// No Docker engine runs here: `docker-compose config` validates the file
+/// and resolves it, and what it resolves is checked.
+#[test]
+fn the_compose_file_validates_and_shares_the_turn_secret() {
+    let env = [("PUBLIC_IP", "203.0.113.10"), ("TURN_HOST", "turn.example.com"), ("TURN_SECRET", "s3cret")];
+    let out = compose_config(&env);
+    let resolved = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(resolved.contains("SWITCHBOARD_TURN_SECRET: s3cret"), "{resolved}");
+    assert!(resolved.contains("--static-auth-secret=s3cret"), "coturn gets the same secret: {resolved}");
+    assert!(
+        resolved.contains("SWITCHBOARD_PUBLIC_IP: 203.0.113.10") && resolved.contains("--external-ip=203.0.113.10")
+    );
+    assert!(resolved.contains("dockerfile: deploy/Dockerfile") && deploy("Dockerfile").is_file());
+    assert!(deploy("coturn/turnserver.conf").is_file(), "the coturn config it mounts");
+    assert!(resolved.contains("- switchboard-data:/var/lib/switchboard"), "the data dir is a volume: {resolved}");
+    let grace =
+        resolved.lines().find_map(|l| l.trim().strip_prefix("stop_grace_period: ")).expect("a stop grace period");
+    assert!(humantime::parse_duration(grace).unwrap() > Duration::from_secs(2 * 3600), "outlasts the drain: {grace}");
+
+    // Left unset, a required setting stops it with a sentence saying which.
+    let out = compose_config(&env[..2]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("set TURN_SECRET"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
