@@ -17,6 +17,7 @@ test-deps:
 test-rust:
 	cargo build --release --workspace --bins
 	python3 scripts/check-dockerfile.py
+	.venv/bin/python scripts/check-kubernetes.py
 	if command -v cargo-nextest >/dev/null; then cargo nextest run --release --workspace; else cargo test --release --workspace; fi
 	cargo bench --workspace --no-run
 

@@ -2,8 +2,11 @@
 # Installs what the test suite needs on a Debian machine, and nothing else.
 # Idempotent: a second run only checks.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need=()
+# The tests' virtualenv (.venv, for kubernetes-validate).
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v chromium >/dev/null || need+=(chromium)
 # tests/browser/net/links.sh (namespaces, tbf, loss): ip and tc are in iproute2.
 command -v nft >/dev/null || need+=(nftables)
@@ -37,6 +40,13 @@ if ! command -v docker-compose >/dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null \
     || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
+fi
+# deploy/kubernetes is checked by scripts/check-kubernetes.py with
+# kubernetes-validate (PyPI), in a virtualenv of the tests' own.
+if ! .venv/bin/python -c 'import kubernetes_validate, yaml' 2>/dev/null; then
+  echo "installing: kubernetes-validate (into .venv)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0 PyYAML
 fi
 # The lint step's tools (shipped with rustup's default profile, added if not).
 for tool in fmt clippy; do
