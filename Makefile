@@ -2,9 +2,9 @@
 # Everything is built once, in the release profile (the browser tests run the
 # release binary, and sharing one profile halves a cold build).
 
-.PHONY: test test-deps test-lint test-rust test-browser run fuzz fuzz-long
+.PHONY: test test-deps test-lint test-rust test-browser test-no-rebuild run fuzz fuzz-long
 
-test: test-deps test-lint test-rust test-browser
+test: test-deps test-lint test-rust test-browser test-no-rebuild
 
 # Formatting and lints first: they fail in seconds, before the long build.
 test-lint:
@@ -16,10 +16,20 @@ test-deps:
 
 test-rust:
 	cargo build --release --workspace --bins
+	# The build `cargo run --release` makes (the server alone): its shared
+	# dependencies get fewer features than in the workspace build (the load
+	# tester's HTTP client, the test bed), so it is built once here, and
+	# `cargo run --release` after `make test` compiles nothing.
+	cargo build --release
 	python3 scripts/check-dockerfile.py
 	.venv/bin/python scripts/check-kubernetes.py
 	if command -v cargo-nextest >/dev/null; then cargo nextest run --release --workspace; else cargo test --release --workspace; fi
 	cargo bench --workspace --no-run
+
+# A newcomer's `cargo run --release` after `make test` must not rebuild.
+test-no-rebuild:
+	@if cargo build --release 2>&1 | grep Compiling; then echo "cargo run --release would rebuild the crates above after make test" >&2; exit 1; fi
+	@echo "cargo run --release after make test: nothing to compile"
 
 test-browser:
 	cd tests/browser && npm ci --no-audit --no-fund && npm test

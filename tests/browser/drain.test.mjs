@@ -114,7 +114,7 @@ test('a second SIGTERM stops a drain at once, and the pages are told', { timeout
 test('a drain ends at --drain-timeout with the call still going', { timeout: 90000 }, async () => {
   const server = await startServer({ shards: 1, args: ['--drain-timeout', '3s'] });
   servers.push(server);
-  await call(server);
+  const { bob } = await call(server);
   const t = Date.now();
   server.proc.kill('SIGTERM');
   const code = await Promise.race([exited(server.proc), sleep(15000).then(() => 'still running')]);
@@ -123,4 +123,5 @@ test('a drain ends at --drain-timeout with the call still going', { timeout: 900
   assert.equal(code, 0);
   assert.ok(took >= 2900, `it waited for the timeout (${took} ms)`);
   assert.match(server.log(), /drain timeout passed/);
+  await waitFor(async () => /restarting/i.test(await bob.page.locator('#status').textContent()), 5000, 'bob told the server stopped');
 });
