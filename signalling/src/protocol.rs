@@ -7,8 +7,12 @@ use sfu::{ErrorCode, ParticipantId, ParticipantInfo, TrackSource};
 /// Largest message a client may send (an SDP offer with many m-lines is ~20 KB).
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
+/// Fields a message does not define are ignored, not refused: clients may
+/// send more than this version knows (a browser's `candidate.toJSON()`
+/// adds `usernameFragment`), and a newer client still talks to an older
+/// server. An unknown `type` is refused.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
     Join {
         token: String,
@@ -57,7 +61,6 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TrackSourceDecl {
     pub mid: String,
     pub source: TrackSource,

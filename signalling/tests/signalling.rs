@@ -149,6 +149,32 @@ async fn joins_without_a_valid_grant_are_refused() {
     assert_eq!(reply["identity"], "alice");
 }
 
+/// Forward compatibility: fields a message does not define are ignored.
+#[tokio::test]
+async fn unknown_fields_are_ignored_and_unknown_types_refused() {
+    let (url, _stop) = start().await;
+    let mut ws = connect(&url).await;
+    send(&mut ws, json!({"type": "join", "token": token("r", "newer"), "sdk": "switchboard-client/9.0"})).await;
+    assert_eq!(next_json(&mut ws).await.unwrap()["type"], "joined", "a join with a field from a newer client");
+    // A browser's `{type: 'candidate', ...e.candidate.toJSON()}`.
+    let candidate = json!({"type": "candidate", "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host",
+        "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": "abcd"});
+    send(&mut ws, candidate).await;
+    send(&mut ws, json!({"type": "subscription", "mid": "nope", "enabled": false, "quality": "best"})).await;
+    send(&mut ws, json!({"type": "teleport", "to": "mars"})).await;
+    // What comes back within a second: the unknown type refused, the
+    // unknown mid refused (by the media plane: it may come first or after),
+    // and nothing about the candidate or the extra fields.
+    let mut errors = Vec::new();
+    while let Ok(Some(reply)) = tokio::time::timeout(Duration::from_secs(1), next_json(&mut ws)).await {
+        errors.push(format!("{} {}", reply["code"].as_str().unwrap_or("-"), reply["message"].as_str().unwrap_or("")));
+    }
+    errors.sort();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("bad_message") && errors[0].contains("teleport"), "{errors:?}");
+    assert!(errors[1].starts_with("not_allowed"), "{errors:?}");
+}
+
 #[tokio::test]
 async fn bad_input_gets_clear_errors_and_others_are_untouched() {
     let (url, _stop) = start().await;
